@@ -1,0 +1,60 @@
+"""Every exchange, queue and routing-key name. Nothing else spells them out.
+
+A ``namespace`` prefixes every name so several deployments (or test runs) can share one
+broker without seeing each other's messages.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Topology(BaseModel):
+    """Names of the RabbitMQ objects, derived from one namespace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str = ""
+
+    def _name(self, name: str) -> str:
+        return f"{self.namespace}{name}"
+
+    @property
+    def commands_exchange(self) -> str:
+        return self._name("baton.commands")
+
+    @property
+    def replies_exchange(self) -> str:
+        return self._name("baton.replies")
+
+    @property
+    def replies_queue(self) -> str:
+        return self._name("baton.replies")
+
+    @property
+    def start_queue(self) -> str:
+        return self._name("baton.start")
+
+    @property
+    def events_exchange(self) -> str:
+        return self._name("baton.events")
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return self._name("baton.dlx")
+
+    def command_queue(self, participant: str) -> str:
+        return self._name(f"baton.cmd.{participant}")
+
+    def dead_letter_queue(self, queue: str) -> str:
+        """The dead-letter queue of ``queue`` (a full name, namespace included)."""
+        bare = queue.removeprefix(self.namespace)
+        return self._name(f"baton.dead.{bare.removeprefix('baton.')}")
+
+    @staticmethod
+    def command_routing_key(participant: str) -> str:
+        return participant
+
+    @staticmethod
+    def event_routing_key(saga: str, event: str) -> str:
+        return f"saga.{saga}.{event}"

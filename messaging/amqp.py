@@ -1,0 +1,221 @@
+"""The one home of AMQP plumbing: connect, declare, publish with confirms, consume, dead-letter.
+
+Both the orchestrator and the participants use it, so neither carries its own copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import suppress
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+
+from contracts import envelope as env
+from contracts.topology import Topology
+from messaging.codec import Wire
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+def wire_of(message: AbstractIncomingMessage) -> Wire:
+    """The library-free view of an incoming message."""
+    return Wire(
+        body=message.body,
+        kind=message.type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        content_type=message.content_type,
+        reply_to=message.reply_to,
+        headers=dict(message.headers or {}),
+    )
+
+
+def _message(wire: Wire) -> aio_pika.Message:
+    return aio_pika.Message(
+        wire.body,
+        headers=dict(wire.headers),
+        content_type=wire.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=wire.message_id,
+        correlation_id=wire.correlation_id,
+        reply_to=wire.reply_to,
+        type=wire.kind,
+    )
+
+
+class Broker:
+    """A robust connection with one confirming publisher channel and one channel per consumer.
+
+    aio-pika's robust connection reconnects by itself and re-declares, on its robust
+    channels, everything declared through them; consumers are restored the same way.
+    """
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        publisher: AbstractChannel,
+        topology: Topology,
+        *,
+        prefetch: int,
+        queue_type: str,
+    ) -> None:
+        self._connection = connection
+        self._publisher = publisher
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumer_channels: list[AbstractChannel] = []
+        self.topology = topology
+        self._prefetch = prefetch
+        self._queue_type = queue_type
+
+    @classmethod
+    async def connect(
+        cls, url: str, topology: Topology, *, prefetch: int = 64, queue_type: str = "classic"
+    ) -> Broker:
+        connection = await aio_pika.connect_robust(url, client_properties={"product": "baton"})
+        publisher = await connection.channel(publisher_confirms=True)
+        return cls(connection, publisher, topology, prefetch=prefetch, queue_type=queue_type)
+
+    async def close(self) -> None:
+        with suppress(Exception):
+            await self._connection.close()
+
+    @property
+    def is_connected(self) -> bool:
+        return not self._connection.is_closed
+
+    # -- declaring -------------------------------------------------------------------------
+
+    def _queue_arguments(self, queue: str) -> dict[str, Any]:
+        return {
+            "x-queue-type": self._queue_type,
+            "x-dead-letter-exchange": self.topology.dead_letter_exchange,
+            "x-dead-letter-routing-key": self.topology.dead_letter_queue(queue),
+        }
+
+    async def _exchange(self, name: str, kind: aio_pika.ExchangeType) -> AbstractExchange:
+        if name not in self._exchanges:
+            self._exchanges[name] = await self._publisher.declare_exchange(
+                name, kind, durable=True
+            )
+        return self._exchanges[name]
+
+    async def _queue(self, name: str, exchange: AbstractExchange | None, routing_key: str) -> None:
+        """Declare ``name`` with its dead-letter queue; bind it unless fed by the default exchange."""
+        dlx = await self._exchange(self.topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT)
+        dead = self.topology.dead_letter_queue(name)
+        dead_queue = await self._publisher.declare_queue(
+            dead, durable=True, arguments={"x-queue-type": self._queue_type}
+        )
+        await dead_queue.bind(dlx, dead)
+        queue = await self._publisher.declare_queue(
+            name, durable=True, arguments=self._queue_arguments(name)
+        )
+        if exchange is not None:
+            await queue.bind(exchange, routing_key)
+
+    async def declare(self, participants: Iterable[str] = ()) -> None:
+        """Declare the whole topology (idempotent): exchanges, queues, dead-letter queues."""
+        t = self.topology
+        commands = await self._exchange(t.commands_exchange, aio_pika.ExchangeType.DIRECT)
+        replies = await self._exchange(t.replies_exchange, aio_pika.ExchangeType.DIRECT)
+        await self._exchange(t.events_exchange, aio_pika.ExchangeType.TOPIC)
+        await self._queue(t.replies_queue, replies, t.replies_queue)
+        await self._queue(t.start_queue, None, t.start_queue)  # fed by queue name
+        for name in participants:
+            await self._queue(t.command_queue(name), commands, t.command_routing_key(name))
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(self, wire: Wire, *, exchange: str, routing_key: str) -> None:
+        """Publish persistently and wait for the broker's confirm (raises if nacked)."""
+        target = (
+            self._publisher.default_exchange
+            if exchange == ""
+            else await self._exchange_by_name(exchange)
+        )
+        await target.publish(_message(wire), routing_key, mandatory=False)
+
+    async def _exchange_by_name(self, name: str) -> AbstractExchange:
+        if name not in self._exchanges:
+            self._exchanges[name] = await self._publisher.get_exchange(name, ensure=False)
+        return self._exchanges[name]
+
+    async def publish_many(self, items: Iterable[tuple[Wire, str, str]]) -> None:
+        """Publish several messages and wait for all confirms together."""
+        await asyncio.gather(
+            *(self.publish(wire, exchange=ex, routing_key=rk) for wire, ex, rk in items)
+        )
+
+    async def dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
+        """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.
+
+        When the copy cannot be published the original is rejected instead, so the broker's
+        own dead-lettering still keeps it: nothing is dropped.
+        """
+        headers: Mapping[str, Any] = dict(message.headers or {})
+        wire = Wire(
+            body=message.body,
+            kind=message.type,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            content_type=message.content_type,
+            reply_to=message.reply_to,
+            headers={**headers, env.H_REASON: reason[:500], env.H_SOURCE_QUEUE: queue},
+        )
+        try:
+            await self.publish(
+                wire,
+                exchange=self.topology.dead_letter_exchange,
+                routing_key=self.topology.dead_letter_queue(queue),
+            )
+        except Exception:
+            log.exception("dead_letter_publish_failed", queue=queue, reason=reason)
+            await message.reject(requeue=False)
+            return
+        await message.ack()
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
+        """Start consuming ``queue`` on its own channel; ``handler`` must ack or reject."""
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch or self._prefetch)
+        self._consumer_channels.append(channel)
+        declared = await channel.declare_queue(queue, passive=True)
+        await declared.consume(handler, no_ack=False)
+
+    async def stop_consuming(self) -> None:
+        """Close the consumer channels: unacked messages go back to the queue."""
+        for channel in self._consumer_channels:
+            with suppress(Exception):
+                await channel.close()
+        self._consumer_channels.clear()
+
+    async def queue_depth(self, queue: str) -> int:
+        """Ready messages in ``queue``, asked afresh (a robust channel caches declarations)."""
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            return declared.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+
+    async def delete(self, queues: Iterable[str], exchanges: Iterable[str] = ()) -> None:
+        """Delete queues and exchanges (test and demo clean-up); missing ones are fine."""
+        for name in queues:
+            with suppress(Exception):
+                await self._publisher.queue_delete(name)
+        for name in exchanges:
+            with suppress(Exception):
+                await self._publisher.exchange_delete(name)

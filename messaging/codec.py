@@ -1,0 +1,102 @@
+"""Bytes and AMQP properties to (Envelope, Contract) and back; every failure is a ContractError."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts import envelope as env
+from contracts.base import Contract
+from contracts.envelope import SCHEMA_VERSION, Envelope
+from contracts.registry import contract_for
+from messaging.errors import ContractError
+
+MAX_BODY_BYTES = 256 * 1024
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A message as the broker sees it, free of any client library's types."""
+
+    body: bytes
+    kind: str | None = None
+    message_id: str | None = None
+    correlation_id: str | None = None
+    content_type: str | None = CONTENT_TYPE
+    reply_to: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+def encode(envelope: Envelope, body: Contract) -> Wire:
+    """The wire form of one message; the envelope's kind must be the body's."""
+    return Wire(
+        body=body.model_dump_json().encode(),
+        kind=envelope.kind,
+        message_id=envelope.message_id,
+        correlation_id=envelope.saga_id,
+        reply_to=envelope.reply_to or None,
+        headers=envelope.headers(),
+    )
+
+
+def _text(headers: Mapping[str, Any], name: str) -> str:
+    value = headers.get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _envelope(wire: Wire, *, require_saga: bool) -> Envelope:
+    headers = wire.headers or {}
+    saga_id = _text(headers, env.H_SAGA_ID) or (wire.correlation_id or "")
+    if require_saga and not saga_id:
+        raise ContractError("missing_header", env.H_SAGA_ID)
+    schema = headers.get(env.H_SCHEMA, SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION:
+        raise ContractError("unsupported_schema", str(schema))
+    try:
+        return Envelope(
+            kind=wire.kind or "",
+            message_id=wire.message_id or env.new_message_id(),
+            saga_id=saga_id or "-",
+            saga=_text(headers, env.H_SAGA),
+            step=_text(headers, env.H_STEP),
+            phase=_text(headers, env.H_PHASE) or "forward",
+            effect_id=_text(headers, env.H_EFFECT_ID),
+            compensates=_text(headers, env.H_COMPENSATES),
+            attempt=headers.get(env.H_ATTEMPT, 0),
+            deadline=headers.get(env.H_DEADLINE),
+            traceparent=_text(headers, env.H_TRACEPARENT),
+            reply_to=wire.reply_to or "",
+        )
+    except ValidationError as exc:
+        raise ContractError("invalid_headers", _summary(exc)) from exc
+
+
+def _summary(exc: ValidationError) -> str:
+    """A short, payload-free description of what failed validation."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
+    )
+
+
+def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract]:
+    """Validate headers and body. Raises ContractError with a short reason code."""
+    if len(wire.body) > MAX_BODY_BYTES:
+        raise ContractError("body_too_large", f"{len(wire.body)} bytes")
+    if wire.content_type not in (None, "", CONTENT_TYPE):
+        raise ContractError("wrong_content_type", str(wire.content_type))
+    if not wire.kind:
+        raise ContractError("missing_type", "the AMQP type property names the contract")
+    model = contract_for(wire.kind)
+    if model is None:
+        raise ContractError("unknown_type", wire.kind[:200])
+    envelope = _envelope(wire, require_saga=require_saga)
+    try:
+        body = model.model_validate_json(wire.body)
+    except ValidationError as exc:
+        reason = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_body"
+        raise ContractError(reason, _summary(exc)) from exc
+    return envelope, body

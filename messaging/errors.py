@@ -1,0 +1,58 @@
+"""Exception hierarchy, and what the runtime does with each.
+
+* BatonError
+  x ContractError        undecodable / unknown / invalid message -> dead-letter queue, no reply
+  x StepRejected         business refusal (non-retriable)        -> StepFailed reply -> compensation
+  x TransientError       dependency hiccup (retriable)           -> StepFailed(retriable) -> retry
+  x ConcurrencyConflict  saga changed under us                   -> reload, decide again
+  x DefinitionError      invalid saga definition                 -> refuse to load / start
+  x UnknownSaga          a message names a saga we do not hold   -> dead-letter queue
+"""
+
+from __future__ import annotations
+
+
+class BatonError(Exception):
+    """Root of every error Baton raises on purpose."""
+
+
+class ContractError(BatonError):
+    """A message that cannot be decoded or validated. ``reason`` is a short code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class StepRejected(BatonError):
+    """A participant refuses a command for a business reason; never retried."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class TransientError(BatonError):
+    """A dependency failed in a way that may pass; the orchestrator retries the step."""
+
+
+class ConcurrencyConflict(BatonError):
+    """The saga's stored version moved between our read and our write."""
+
+    def __init__(self, saga_id: str) -> None:
+        super().__init__(f"saga {saga_id} changed concurrently")
+        self.saga_id = saga_id
+
+
+class DefinitionError(BatonError):
+    """A saga definition breaks a rule checked at load time."""
+
+
+class UnknownSaga(BatonError):
+    """A reply or operator action names a saga that is not in the store."""
+
+    def __init__(self, saga_id: str) -> None:
+        super().__init__(f"unknown saga {saga_id}")
+        self.saga_id = saga_id

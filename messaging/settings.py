@@ -1,0 +1,64 @@
+"""Deployment settings, read from ``BATON_*`` environment variables by composition roots only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AmqpDsn, BaseModel, Field, RedisDsn
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topology import Topology
+
+
+class RabbitSettings(BaseModel):
+    url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
+    prefetch: int = Field(default=64, ge=1, le=10_000)
+    queue_type: Literal["classic", "quorum"] = "classic"
+
+
+class RedisSettings(BaseModel):
+    url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class MetricsSettings(BaseModel):
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+
+
+class OrchestratorSettings(BaseModel):
+    shards: int = Field(default=16, ge=1, le=16384)
+    retention_s: int = Field(default=7 * 24 * 3600, ge=1)
+    definitions: list[str] = []  # extra YAML files; the built-in payment saga is always loaded
+    tick_interval_s: float = Field(default=0.05, gt=0)
+    outbox_grace_s: float = Field(default=2.0, gt=0)  # an entry older than this is swept
+    stuck_after_s: float = Field(default=300.0, gt=0)
+
+
+class ParticipantSettings(BaseModel):
+    fail_rate: float = Field(default=0.0, ge=0, le=1)  # injected business refusals
+    error_rate: float = Field(default=0.0, ge=0, le=1)  # injected transient errors
+    crash_rate: float = Field(default=0.0, ge=0, le=1)  # injected hard exits mid-handling
+    slow_ms: int = Field(default=0, ge=0)  # injected latency per command
+    inbox_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
+
+
+class Settings(BaseSettings):
+    """Deployment topology only. Saga behaviour lives in saga definitions."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", env_nested_delimiter="__", frozen=True)
+
+    namespace: str = Field(default="", max_length=100)  # prefixes queue names and Redis keys
+    rabbit: RabbitSettings = RabbitSettings()
+    redis: RedisSettings = RedisSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    orchestrator: OrchestratorSettings = OrchestratorSettings()
+    participant: ParticipantSettings = ParticipantSettings()
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(namespace=self.namespace)

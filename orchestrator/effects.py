@@ -1,0 +1,105 @@
+"""What goes into and comes out of the pure engine: events, effects and the decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from contracts.envelope import Phase
+from contracts.events import SagaEvent
+from orchestrator.state import SagaState
+
+# -- events: what happened ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReceived:
+    """A participant answered. ``failure`` is set for a StepFailed body."""
+
+    step: str
+    phase: Phase
+    attempt: int
+    kind: str
+    body: dict[str, Any]
+    failure_reason: str | None = None
+    retriable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The deadline loop saw ``wake_at`` pass: a timeout, a retry due or the saga deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAction:
+    """An operator's command, recorded in the saga's history."""
+
+    action: Literal["retry", "resume", "abort"]
+    compensate: bool = True
+    actor: str = "operator"
+    note: str = ""
+
+
+Event = ReplyReceived | Tick | OperatorAction
+
+# -- effects: what must happen next -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendCommand:
+    participant: str
+    step: str
+    phase: Phase
+    attempt: int
+    effect_id: str
+    compensates: str
+    kind: str
+    body: dict[str, Any]
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class EmitEvent:
+    """A lifecycle event; ``final`` ones also answer the start message's ``reply_to``."""
+
+    event: SagaEvent
+    final: bool = False
+
+
+Effect = SendCommand | EmitEvent
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One line of a saga's timeline."""
+
+    at: float
+    what: str
+    step: str = ""
+    phase: str = ""
+    attempt: int = 0
+    detail: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "at": f"{self.at:.6f}",
+            "what": self.what,
+            "step": self.step,
+            "phase": self.phase,
+            "attempt": str(self.attempt),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The engine's answer: the next state, what to send, and what to record.
+
+    ``ignored`` names why an event changed nothing (stale, duplicate, late); the caller
+    then writes nothing.
+    """
+
+    state: SagaState
+    effects: tuple[Effect, ...] = ()
+    history: tuple[HistoryEntry, ...] = field(default_factory=tuple)
+    ignored: str | None = None

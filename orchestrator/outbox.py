@@ -1,0 +1,106 @@
+"""Effects turned into messages ready to publish, stored in the outbox by the same write."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.envelope import Envelope, new_message_id
+from contracts.registry import contract_for
+from contracts.topology import Topology
+from messaging.codec import Wire
+from orchestrator.effects import Effect, EmitEvent, SendCommand
+from orchestrator.state import SagaState
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One message to publish. ``id`` is its message id, so a re-publish is recognisable."""
+
+    id: str
+    saga_id: str
+    exchange: str
+    routing_key: str
+    wire: Wire
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "saga_id": self.saga_id,
+                "exchange": self.exchange,
+                "routing_key": self.routing_key,
+                "body": self.wire.body.decode(),
+                "kind": self.wire.kind,
+                "correlation_id": self.wire.correlation_id,
+                "reply_to": self.wire.reply_to,
+                "headers": dict(self.wire.headers),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> OutboxEntry:
+        data: dict[str, Any] = json.loads(raw)
+        wire = Wire(
+            body=data["body"].encode(),
+            kind=data["kind"],
+            message_id=data["id"],
+            correlation_id=data["correlation_id"],
+            reply_to=data["reply_to"],
+            headers=data["headers"],
+        )
+        return cls(data["id"], data["saga_id"], data["exchange"], data["routing_key"], wire)
+
+
+def _command(topology: Topology, state: SagaState, effect: SendCommand) -> OutboxEntry:
+    envelope = Envelope(
+        kind=effect.kind,
+        saga_id=state.saga_id,
+        saga=state.saga,
+        step=effect.step,
+        phase=effect.phase,
+        effect_id=effect.effect_id,
+        compensates=effect.compensates,
+        attempt=effect.attempt,
+        deadline=effect.deadline,
+        traceparent=state.traceparent,
+    )
+    model = contract_for(effect.kind)
+    assert model is not None  # the engine validated the body against this contract
+    body = json.dumps(effect.body, separators=(",", ":")).encode()
+    wire = Wire(body, effect.kind, envelope.message_id, state.saga_id, headers=envelope.headers())
+    return OutboxEntry(
+        envelope.message_id,
+        state.saga_id,
+        topology.commands_exchange,
+        topology.command_routing_key(effect.participant),
+        wire,
+    )
+
+
+def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[OutboxEntry]:
+    body = effect.event.model_dump_json().encode()
+    envelope = Envelope(
+        kind=effect.event.KIND, saga_id=state.saga_id, saga=state.saga, traceparent=state.traceparent
+    )
+    wire = Wire(body, effect.event.KIND, envelope.message_id, state.saga_id, headers=envelope.headers())
+    routing = topology.event_routing_key(state.saga, effect.event.event)
+    entries = [OutboxEntry(envelope.message_id, state.saga_id, topology.events_exchange, routing, wire)]
+    if effect.final and state.reply_to:
+        reply_id = new_message_id()
+        reply = Wire(body, effect.event.KIND, reply_id, state.saga_id, headers=envelope.headers())
+        entries.append(OutboxEntry(reply_id, state.saga_id, "", state.reply_to, reply))
+    return entries
+
+
+def outbox_entries(topology: Topology, state: SagaState, effects: tuple[Effect, ...]) -> list[OutboxEntry]:
+    """The messages for a decision's effects, in order."""
+    entries: list[OutboxEntry] = []
+    for effect in effects:
+        if isinstance(effect, SendCommand):
+            entries.append(_command(topology, state, effect))
+        else:
+            entries.extend(_events(topology, state, effect))
+    return entries

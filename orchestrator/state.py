@@ -1,0 +1,86 @@
+"""A saga's recorded state: what the engine reads and writes, and what the store persists."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.envelope import Phase
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    FAILED = "failed"  # compensation could not finish: waits for an operator
+
+    @property
+    def is_finished(self) -> bool:
+        """Nothing more will happen without an operator."""
+        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.FAILED)
+
+    @property
+    def expires(self) -> bool:
+        """Kept only for the retention period. A failed saga stays until an operator acts."""
+        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"  # never sent: never compensated
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"  # business refusal: took no effect, nothing to undo
+    UNKNOWN = "unknown"  # timed out or kept failing technically: compensated to be safe
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+class StepRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0  # forward attempts sent
+    compensation_attempts: int = 0
+    output: dict[str, Any] = {}
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Waiting(BaseModel):
+    """The one thing a saga waits for: a reply to ``attempt`` (sent) or the time to send it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    phase: Phase
+    attempt: int
+    sent: bool
+    due: float  # reply timeout when sent; retry time when not
+
+
+class SagaState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    saga_id: str
+    saga: str
+    definition_version: int
+    status: SagaStatus = SagaStatus.RUNNING
+    version: int = 0  # the store's optimistic-concurrency counter
+    input: dict[str, Any]
+    steps: dict[str, StepRecord]
+    waiting: Waiting | None = None
+    compensation_plan: tuple[str, ...] = ()  # fixed when compensation begins, in undo order
+    deadline: float | None = None
+    started_at: float
+    updated_at: float
+    failed_step: str | None = None
+    reason: str | None = None
+    idempotency_key: str = ""
+    reply_to: str = ""
+    traceparent: str = ""
+    wake_at: float | None = None  # when the deadline loop must look again; None: only a reply

@@ -1,0 +1,134 @@
+"""The SagaStore port, and its in-memory twin for unit tests of saga logic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from messaging.errors import ConcurrencyConflict
+from orchestrator.effects import HistoryEntry
+from orchestrator.outbox import OutboxEntry
+from orchestrator.state import SagaState, SagaStatus
+
+
+class SagaStore(Protocol):
+    """Where sagas live. Every write is one atomic transition; nothing is half-written."""
+
+    async def create(
+        self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
+    ) -> bool:
+        """Write a new saga at version 1 unless one with its id exists (then False, no write)."""
+        ...
+
+    async def load(self, saga_id: str) -> SagaState | None: ...
+
+    async def commit(
+        self,
+        expected_version: int,
+        state: SagaState,
+        history: Sequence[HistoryEntry],
+        outbox: Sequence[OutboxEntry],
+    ) -> SagaState:
+        """Compare the version, write ``state`` at expected+1 (returned), append history,
+        set or clear its deadline (``state.wake_at``), move it between status indexes, add
+        the outbox entries, and start the retention clock if the status expires.
+        Raises ConcurrencyConflict when the stored version is not ``expected_version``."""
+        ...
+
+    async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None: ...
+
+    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
+        """Entries of any saga enqueued before the given time and not yet marked done."""
+        ...
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Ids of sagas whose ``wake_at`` is at or before ``now``, earliest first."""
+        ...
+
+    async def history(self, saga_id: str) -> list[dict[str, str]]: ...
+
+    async def by_status(
+        self, status: SagaStatus, limit: int, updated_before: float | None = None
+    ) -> list[tuple[str, float]]:
+        """(saga id, updated_at) of sagas in ``status``, least recently updated first."""
+        ...
+
+    async def counts(self) -> dict[SagaStatus, int]: ...
+
+
+@dataclass
+class InMemorySagaStore:
+    """A dict-backed twin of the Redis store with the same semantics (no retention)."""
+
+    sagas: dict[str, SagaState] = field(default_factory=dict)
+    timelines: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    outbox: dict[str, tuple[float, OutboxEntry]] = field(default_factory=dict)
+
+    async def create(
+        self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
+    ) -> bool:
+        if state.saga_id in self.sagas:
+            return False
+        self._write(state.model_copy(update={"version": 1}), history, outbox)
+        return True
+
+    async def load(self, saga_id: str) -> SagaState | None:
+        return self.sagas.get(saga_id)
+
+    async def commit(
+        self,
+        expected_version: int,
+        state: SagaState,
+        history: Sequence[HistoryEntry],
+        outbox: Sequence[OutboxEntry],
+    ) -> SagaState:
+        current = self.sagas.get(state.saga_id)
+        if current is None or current.version != expected_version:
+            raise ConcurrencyConflict(state.saga_id)
+        written = state.model_copy(update={"version": expected_version + 1})
+        self._write(written, history, outbox)
+        return written
+
+    def _write(
+        self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
+    ) -> None:
+        self.sagas[state.saga_id] = state
+        self.timelines.setdefault(state.saga_id, []).extend(h.fields() for h in history)
+        for entry in outbox:
+            self.outbox[entry.id] = (state.updated_at, entry)
+
+    async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None:
+        for entry_id in entry_ids:
+            self.outbox.pop(entry_id, None)
+
+    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
+        ready = sorted((at, e.id, e) for at, e in self.outbox.values() if at < enqueued_before)
+        return [entry for _, _, entry in ready[:limit]]
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        ready = sorted(
+            (s.wake_at, s.saga_id)
+            for s in self.sagas.values()
+            if s.wake_at is not None and s.wake_at <= now
+        )
+        return [saga_id for _, saga_id in ready[:limit]]
+
+    async def history(self, saga_id: str) -> list[dict[str, str]]:
+        return list(self.timelines.get(saga_id, []))
+
+    async def by_status(
+        self, status: SagaStatus, limit: int, updated_before: float | None = None
+    ) -> list[tuple[str, float]]:
+        found = sorted(
+            (s.updated_at, s.saga_id)
+            for s in self.sagas.values()
+            if s.status is status and (updated_before is None or s.updated_at < updated_before)
+        )
+        return [(saga_id, at) for at, saga_id in found[:limit]]
+
+    async def counts(self) -> dict[SagaStatus, int]:
+        found = dict.fromkeys(SagaStatus, 0)
+        for state in self.sagas.values():
+            found[state.status] += 1
+        return found

@@ -1,0 +1,76 @@
+"""Fixtures shared by every suite: service URLs from the environment, isolation per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.topology import Topology
+from messaging.amqp import Broker
+
+PARTICIPANTS = ("payment", "risk", "pci", "transaction")
+
+
+@pytest.fixture(scope="session")
+def rabbit_url() -> str:
+    return os.environ.get("BATON_RABBIT__URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("BATON_REDIS__URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique prefix for queue names and Redis keys: tests never see each other's data."""
+    return f"test-{uuid4().hex[:12]}."
+
+
+@pytest.fixture
+def topology(namespace: str) -> Topology:
+    return Topology(namespace=namespace)
+
+
+async def delete_keys(client: aioredis.Redis, prefix: str) -> None:
+    """Remove every key under ``prefix`` (never FLUSHALL: CI shares this Redis)."""
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        await client.delete(key)
+
+
+@pytest.fixture
+async def redis_client(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.ping()  # a missing service fails the test; it never skips
+    yield client
+    await delete_keys(client, namespace)
+    await client.aclose()
+
+
+def topology_names(topology: Topology, participants: tuple[str, ...] = PARTICIPANTS) -> tuple[list[str], list[str]]:
+    """(queues, exchanges) that ``Broker.declare`` creates, for clean-up."""
+    queues = [topology.replies_queue, topology.start_queue]
+    queues += [topology.command_queue(p) for p in participants]
+    queues += [topology.dead_letter_queue(q) for q in list(queues)]
+    exchanges = [
+        topology.commands_exchange,
+        topology.replies_exchange,
+        topology.events_exchange,
+        topology.dead_letter_exchange,
+    ]
+    return queues, exchanges
+
+
+@pytest.fixture
+async def broker(rabbit_url: str, topology: Topology) -> AsyncIterator[Broker]:
+    """A connected broker with the whole topology declared under this test's namespace."""
+    connected = await Broker.connect(rabbit_url, topology, prefetch=32)
+    await connected.declare(PARTICIPANTS)
+    yield connected
+    queues, exchanges = topology_names(topology)
+    await connected.delete(queues, exchanges)
+    await connected.close()
