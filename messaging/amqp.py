@@ -16,6 +16,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 
@@ -73,7 +74,7 @@ class Broker:
         self._connection = connection
         self._publisher = publisher
         self._exchanges: dict[str, AbstractExchange] = {}
-        self._consumer_channels: list[AbstractChannel] = []
+        self._consumers: list[tuple[AbstractQueue, str]] = []
         self.topology = topology
         self._prefetch = prefetch
         self._queue_type = queue_type
@@ -87,8 +88,13 @@ class Broker:
         return cls(connection, publisher, topology, prefetch=prefetch, queue_type=queue_type)
 
     async def close(self) -> None:
+        """Close everything; messages still unacked go back to their queues."""
         with suppress(Exception):
             await self._connection.close()
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        return self._connection
 
     @property
     def is_connected(self) -> bool:
@@ -191,23 +197,30 @@ class Broker:
         """Start consuming ``queue`` on its own channel; ``handler`` must ack or reject."""
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch or self._prefetch)
-        self._consumer_channels.append(channel)
         declared = await channel.declare_queue(queue, passive=True)
-        await declared.consume(handler, no_ack=False)
+        tag = await declared.consume(handler, no_ack=False)
+        self._consumers.append((declared, tag))
 
     async def stop_consuming(self) -> None:
-        """Close the consumer channels: unacked messages go back to the queue."""
-        for channel in self._consumer_channels:
+        """Cancel the consumers: no new deliveries; in-flight ones can still be acked."""
+        for queue, tag in self._consumers:
             with suppress(Exception):
-                await channel.close()
-        self._consumer_channels.clear()
+                await queue.cancel(tag)
+        self._consumers.clear()
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue``, asked afresh (a robust channel caches declarations)."""
+        return (await self._inspect(queue))[0]
+
+    async def consumer_count(self, queue: str) -> int:
+        return (await self._inspect(queue))[1]
+
+    async def _inspect(self, queue: str) -> tuple[int, int]:
         channel = await self._connection.channel(publisher_confirms=False)
         try:
             declared = await channel.declare_queue(queue, passive=True)
-            return declared.declaration_result.message_count or 0
+            result = declared.declaration_result
+            return result.message_count or 0, result.consumer_count or 0
         finally:
             await channel.close()
 

@@ -1,0 +1,47 @@
+# Baton's few verbs. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Re-install only when pyproject.toml is newer than this stamp (pip is slow even when idle).
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?= -q -p no:cacheprovider
+# Only suites that exist: pytest fails on a missing path, and others add them over time.
+TEST_DIRS := $(wildcard tests/unit tests/integration tests/fault)
+PACKAGES  := contracts messaging orchestrator participants baton
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install services lint test demo bench faults clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+services:
+	bash scripts/services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy $(PACKAGES)
+
+test: install services
+	$(BIN)/pytest $(PYTEST_ARGS) $(TEST_DIRS)
+
+demo: install services
+	$(BIN)/baton demo
+
+bench: install services
+	$(BIN)/baton bench
+
+# The long fault run: the fault suite reads BATON_FAULTS_LONG=1 to use more sagas and more
+# kills; the per-test timeout from pyproject.toml is raised to match.
+faults: install services
+	BATON_FAULTS_LONG=1 $(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault
+
+# Back to a fresh clone's state (the next `make test` rebuilds .venv).
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,257 @@
+"""The ``baton`` command: run the orchestrator or a participant, start and inspect sagas, operate.
+
+This is the composition root: the only code that reads the environment, configures logging
+and opens connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import uuid4
+
+import click
+from prometheus_client import start_http_server
+
+from baton import operate
+from baton.runtime import open_broker, open_runtime, stop_on_signals
+from contracts.envelope import Envelope
+from contracts.money import CURRENCY_EXPONENTS, Money
+from contracts.payments import StartTransaction
+from messaging.codec import encode
+from messaging.logs import configure_logging
+from messaging.settings import Settings
+from messaging.tracing import new_traceparent
+from orchestrator.effects import OperatorAction
+
+
+def _run(work: Coroutine[Any, Any, int]) -> None:
+    """Run on uvloop where available; exit with the coroutine's code."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
+    except ImportError:  # pragma: no cover
+        code = asyncio.run(work)
+    else:
+        code = uvloop.run(work)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Baton: a saga orchestrator over RabbitMQ and Redis. Settings come from BATON_* variables."""
+    settings = Settings()
+    configure_logging(settings.log.level, settings.log.format)
+    ctx.obj = settings
+
+
+# -- running processes --------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def orchestrator(ctx: click.Context) -> None:
+    """Run one orchestrator replica until SIGTERM (run several for availability)."""
+    settings = _settings(ctx)
+
+    async def work() -> int:
+        async with open_runtime(settings) as rt:
+            if settings.metrics.port:
+                start_http_server(settings.metrics.port, registry=rt.orchestrator.metrics.registry)
+            await rt.orchestrator.run(stop_on_signals())
+        return 0
+
+    _run(work())
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def participant(ctx: click.Context, name: str) -> None:
+    """Run the participant NAME (payment, risk, pci, transaction) until SIGTERM."""
+    from participants.payments import SERVICES, run_participant  # noqa: PLC0415 - composition root
+
+    if name not in SERVICES:
+        raise click.BadParameter(f"unknown participant {name!r}; known: {', '.join(SERVICES)}")
+    settings = _settings(ctx)
+
+    async def work() -> int:
+        await run_participant(name, settings, stop_on_signals())
+        return 0
+
+    _run(work())
+
+
+@main.command()
+@click.pass_context
+def declare(ctx: click.Context) -> None:
+    """Declare the whole RabbitMQ topology (exchanges, queues, dead-letter queues)."""
+    settings = _settings(ctx)
+
+    async def work() -> int:
+        async with open_runtime(settings) as rt:
+            await rt.broker.declare(rt.catalog.participants)
+        click.echo(f"declared topology for {', '.join(rt.catalog.participants)}")
+        return 0
+
+    _run(work())
+
+
+@main.command()
+@click.pass_context
+def health(ctx: click.Context) -> None:
+    """Exit 0 when RabbitMQ and Redis answer, 1 otherwise (for probes and scripts)."""
+    settings = _settings(ctx)
+    _run(operate.health(settings))
+
+
+# -- starting and inspecting sagas ------------------------------------------------------------
+
+
+def _minor_units(amount: str, currency: str) -> int:
+    exponent = CURRENCY_EXPONENTS.get(currency)
+    if exponent is None:
+        raise click.BadParameter(f"unknown currency {currency!r}")
+    minor = Decimal(amount) * 10**exponent
+    if minor != minor.to_integral_value():
+        raise click.BadParameter(f"{amount} has more decimals than {currency} allows")
+    return int(minor)
+
+
+@main.command("start")
+@click.option("--account", required=True, help="Customer account id.")
+@click.option("--merchant", required=True, help="Merchant id.")
+@click.option("--amount", required=True, help="Amount in major units, e.g. 12.50.")
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--card-token", required=True, help="Vault token, tok_...; never a card number.")
+@click.option("--key", "idempotency_key", default=None, help="Idempotency key (default: random).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
+@click.pass_context
+def start_transaction(
+    ctx: click.Context, account: str, merchant: str, amount: str, currency: str,
+    card_token: str, idempotency_key: str | None, wait: bool, timeout: float,
+) -> None:
+    """Publish a StartTransaction; with --wait, print the saga's final event."""
+    settings = _settings(ctx)
+    body = StartTransaction(
+        idempotency_key=idempotency_key or uuid4().hex,
+        account_id=account,
+        merchant_id=merchant,
+        amount=Money(minor=_minor_units(amount, currency), currency=currency),
+        card_token=card_token,
+    )
+
+    async def work() -> int:
+        async with open_broker(settings) as broker:
+            await broker.declare()
+            envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
+            if not wait:
+                await broker.publish(encode(envelope, body), exchange="", routing_key=broker.topology.start_queue)
+                click.echo(f"published {body.idempotency_key}")
+                return 0
+            event = await operate.start_and_wait(broker, envelope, body, timeout)
+        click.echo(json.dumps(event))
+        return 0 if event.get("event") == "completed" else 1
+
+    _run(work())
+
+
+@main.command()
+@click.argument("saga_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def status(ctx: click.Context, saga_id: str, as_json: bool) -> None:
+    """Show a saga's state and its timeline."""
+    _run(operate.show_status(_settings(ctx), saga_id, as_json))
+
+
+@main.command("list")
+@click.option("--status", "status_name", default="running", show_default=True,
+              type=click.Choice(["running", "compensating", "completed", "compensated", "failed"]))
+@click.option("--older-than", default=0.0, help="Only sagas idle for at least this many seconds.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_sagas(ctx: click.Context, status_name: str, older_than: float, limit: int, as_json: bool) -> None:
+    """List sagas by status, least recently updated first."""
+    _run(operate.list_sagas(_settings(ctx), status_name, older_than, limit, as_json))
+
+
+@main.command()
+@click.option("--older-than", default=None, type=float, help="Idle seconds (default: BATON_ORCHESTRATOR__STUCK_AFTER_S).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def stuck(ctx: click.Context, older_than: float | None, as_json: bool) -> None:
+    """Unfinished sagas with no transition for too long, and failed ones; exit 1 if any."""
+    settings = _settings(ctx)
+    _run(operate.stuck(settings, older_than or settings.orchestrator.stuck_after_s, as_json))
+
+
+def _operator(action: Literal["retry", "resume", "abort"], compensate: bool = True) -> Any:
+    @click.argument("saga_id")
+    @click.option("--note", default="", help="Recorded in the saga's history.")
+    @click.pass_context
+    def command(ctx: click.Context, saga_id: str, note: str, **flags: bool) -> None:
+        settings = _settings(ctx)
+        act = OperatorAction(action, compensate=flags.get("compensate", compensate),
+                             actor=operate.actor(), note=note)
+        _run(operate.act(settings, saga_id, act))
+
+    return command
+
+
+main.command("retry", help="Retry a failed saga's compensation with a fresh budget.")(_operator("retry"))
+main.command("resume", help="Send the step a saga waits on again, now.")(_operator("resume"))
+main.command("abort", help="Stop a saga before its pivot: compensate (default) or just stop.")(
+    click.option("--compensate/--no-compensate", default=True, show_default=True)(_operator("abort"))
+)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def books(ctx: click.Context, as_json: bool) -> None:
+    """Check the ledger invariants against saga outcomes; exit 1 when broken."""
+    _run(operate.books(_settings(ctx), as_json))
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect and replay dead letters."""
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_list(ctx: click.Context, as_json: bool) -> None:
+    """Count the messages in every dead-letter queue."""
+    _run(operate.dead_letters(_settings(ctx), as_json))
+
+
+@main.command()
+@click.option("--sagas", default=200, show_default=True, help="How many transactions.")
+@click.option("--fail-rate", default=0.2, show_default=True, help="Share crafted to fail, spread over the four steps.")
+@click.option("--concurrency", default=50, show_default=True, help="Sagas in flight at once.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON summary line.")
+@click.option("--keep", is_flag=True, help="Keep the demo's queues and keys afterwards.")
+@click.pass_context
+def demo(ctx: click.Context, sagas: int, fail_rate: float, concurrency: int, as_json: bool, keep: bool) -> None:
+    """Run the payment demo end to end: orchestrator, four participants, a stream of payments."""
+    from baton.demo import DemoOptions, run_demo  # noqa: PLC0415 - keeps other commands light
+
+    options = DemoOptions(sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep)
+    _run(run_demo(_settings(ctx), options))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,117 @@
+"""Drive a stream of start messages through a running Baton and collect the outcomes.
+
+Each start names a private reply queue, so the saga's final event comes back to us; the
+latency of a saga is from publishing its start to receiving that event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts.base import Start
+from contracts.envelope import Envelope
+from messaging.amqp import Broker
+from messaging.codec import encode
+from messaging.tracing import new_traceparent
+from orchestrator.catalog import saga_id_for
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    saga_id: str
+    event: str  # completed / compensated / failed
+    failed_step: str | None
+    reason: str | None
+    latency_s: float
+
+
+@dataclass
+class Progress:
+    """Live counters, read by whoever shows progress."""
+
+    total: int
+    sent: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def done(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def rate(self) -> float:
+        return self.done / max(time.perf_counter() - self.started_at, 1e-9)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def drive(
+    broker: Broker,
+    starts: Sequence[Start],
+    *,
+    concurrency: int,
+    timeout_s: float,
+    on_progress: Callable[[Progress], None] | None = None,
+    saga: str = "payment",
+) -> tuple[list[Outcome], Progress]:
+    """Publish ``starts`` keeping ``concurrency`` in flight; return outcomes within ``timeout_s``."""
+    progress = Progress(total=len(starts))
+    window = asyncio.Semaphore(concurrency)
+    sent_at: dict[str, float] = {}
+    outcomes: list[Outcome] = []
+    all_done = asyncio.Event()
+    channel = await broker.connection.channel()
+    queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+
+    async def on_reply(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        event: dict[str, Any] = json.loads(message.body)
+        key = event["saga_id"]
+        if key not in sent_at:
+            return  # a repeated final event (redelivered outbox entry): counted once
+        latency = time.perf_counter() - sent_at.pop(key)
+        outcomes.append(Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency))
+        progress.outcomes[event["event"]] = progress.outcomes.get(event["event"], 0) + 1
+        window.release()
+        if progress.done == progress.total:
+            all_done.set()
+
+    await queue.consume(on_reply, no_ack=False)
+    try:
+        async with asyncio.timeout(timeout_s):
+            for body in starts:
+                saga_id = saga_id_for(saga, body.idempotency_key)
+                await window.acquire()
+                envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent(), reply_to=queue.name)
+                sent_at[saga_id] = time.perf_counter()
+                await broker.publish(encode(envelope, body), exchange="", routing_key=broker.topology.start_queue)
+                progress.sent += 1
+                if on_progress:
+                    on_progress(progress)
+            while not all_done.is_set() and starts:
+                with_progress = asyncio.create_task(all_done.wait())
+                await asyncio.wait({with_progress}, timeout=0.5)
+                with_progress.cancel()
+                if on_progress:
+                    on_progress(progress)
+    except TimeoutError:
+        pass  # the caller reports what did not finish
+    finally:
+        await channel.close()
+    return outcomes, progress
+
+

@@ -1,0 +1,206 @@
+"""Operator commands behind the CLI: inspect sagas, act on them, check health and the books."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import click
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+
+from baton.runtime import open_broker, open_runtime, open_store
+from contracts.base import Start
+from contracts.envelope import Envelope
+from contracts.topology import Topology
+from messaging.amqp import Broker
+from messaging.codec import encode
+from messaging.errors import BatonError
+from messaging.settings import Settings
+from orchestrator.effects import OperatorAction
+from orchestrator.state import SagaStatus
+
+console = Console()
+
+
+def actor() -> str:
+    """Who acted, for the saga's history."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+async def health(settings: Settings) -> int:
+    """0 when both RabbitMQ and Redis answer within a few seconds."""
+    problems: list[str] = []
+    try:
+        async with asyncio.timeout(5), open_broker(settings):
+            pass
+    except (Exception, TimeoutError) as exc:
+        problems.append(f"rabbitmq: {exc or type(exc).__name__}")
+    client = aioredis.Redis.from_url(str(settings.redis.url))
+    try:
+        async with asyncio.timeout(5):
+            await client.ping()
+    except (Exception, TimeoutError) as exc:
+        problems.append(f"redis: {exc or type(exc).__name__}")
+    finally:
+        await client.aclose()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if not problems:
+        click.echo("ok")
+    return 1 if problems else 0
+
+
+async def start_and_wait(broker: Broker, envelope: Envelope, body: Start, timeout: float) -> dict[str, Any]:
+    """Publish a start with a private reply queue and wait for the saga's final event."""
+    channel = await broker.connection.channel()
+    try:
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        wire = encode(envelope.model_copy(update={"reply_to": queue.name}), body)
+        await broker.publish(wire, exchange="", routing_key=broker.topology.start_queue)
+        async with asyncio.timeout(timeout), queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                event: dict[str, Any] = json.loads(message.body)
+                return event
+    finally:
+        await channel.close()
+    raise BatonError("no final event")  # pragma: no cover - the iterator only ends on close
+
+
+async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
+    async with open_store(settings) as store:
+        state = await store.load(saga_id)
+        history = await store.history(saga_id)
+    if state is None:
+        click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
+        return 1
+    if as_json:
+        click.echo(json.dumps({"state": state.model_dump(mode="json"), "history": history}))
+        return 0
+    console.print(f"[bold]{state.saga}[/] v{state.definition_version}  {state.saga_id}  "
+                  f"status [bold]{state.status.value}[/]  version {state.version}")
+    if state.reason:
+        console.print(f"reason: {state.reason} (step {state.failed_step})")
+    steps = Table("step", "status", "attempts", "compensation attempts", "error")
+    for name, record in state.steps.items():
+        steps.add_row(name, record.status.value, str(record.attempts),
+                      str(record.compensation_attempts), record.error or "")
+    console.print(steps)
+    timeline = Table("at", "what", "step", "phase", "attempt", "detail")
+    for entry in history:
+        timeline.add_row(_when(float(entry["at"])), entry["what"], entry["step"], entry["phase"],
+                         entry["attempt"] if entry["attempt"] != "0" else "", entry["detail"])
+    console.print(timeline)
+    return 0
+
+
+async def list_sagas(settings: Settings, status: str, older_than: float, limit: int, as_json: bool) -> int:
+    before = time.time() - older_than if older_than else None
+    async with open_store(settings) as store:
+        found = await store.by_status(SagaStatus(status), limit, before)
+        counts = await store.counts()
+    now = time.time()
+    if as_json:
+        click.echo(json.dumps({"counts": {k.value: v for k, v in counts.items()},
+                               "sagas": [{"saga_id": s, "idle_s": round(now - at, 3)} for s, at in found]}))
+        return 0
+    console.print("  ".join(f"{k.value}: {v}" for k, v in counts.items()))
+    table = Table("saga id", "updated", "idle (s)")
+    for saga_id, at in found:
+        table.add_row(saga_id, _when(at), f"{now - at:.1f}")
+    console.print(table)
+    return 0
+
+
+async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
+    """Running or compensating sagas idle past ``older_than``, and every failed saga."""
+    before = time.time() - older_than
+    async with open_store(settings) as store:
+        found = {
+            status.value: await store.by_status(status, 1000, None if status is SagaStatus.FAILED else before)
+            for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
+        }
+    total = sum(len(v) for v in found.values())
+    if as_json:
+        click.echo(json.dumps({k: [s for s, _ in v] for k, v in found.items()}))
+    else:
+        for status, sagas in found.items():
+            for saga_id, at in sagas:
+                click.echo(f"{status:13} {saga_id}  idle {time.time() - at:.0f}s")
+        click.echo(f"{total} saga(s) need attention" if total else "nothing stuck")
+    return 1 if total else 0
+
+
+async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
+    """Apply an operator action through the same path as any other event."""
+    async with open_runtime(settings) as rt:
+        try:
+            decision = await rt.orchestrator.apply(saga_id, action)
+        except BatonError as exc:
+            click.echo(str(exc), err=True)
+            return 1
+    if decision.ignored:
+        click.echo(f"nothing done: {decision.ignored} (status {decision.state.status.value})", err=True)
+        return 1
+    click.echo(f"{action.action}: saga {saga_id} is now {decision.state.status.value}")
+    return 0
+
+
+async def saga_outcomes(settings: Settings) -> dict[str, str]:
+    """saga id -> status, for every saga the store still holds."""
+    outcomes: dict[str, str] = {}
+    async with open_store(settings) as store:
+        for status in SagaStatus:
+            for saga_id, _ in await store.by_status(status, 10_000_000):
+                outcomes[saga_id] = status.value
+    return outcomes
+
+
+async def books(settings: Settings, as_json: bool) -> int:
+    from participants.payments import check_books  # noqa: PLC0415 - composition root
+
+    outcomes = await saga_outcomes(settings)
+    client = aioredis.Redis.from_url(str(settings.redis.url))
+    try:
+        report = await check_books(client, settings.namespace, outcomes)
+    finally:
+        await client.aclose()
+    if as_json:
+        click.echo(report.model_dump_json())
+    else:
+        for name, value in report.model_dump().items():
+            click.echo(f"{name:28} {value}")
+    return 0 if report.ok else 1
+
+
+def dead_letter_queues(topology: Topology, participants: tuple[str, ...]) -> list[str]:
+    sources = [topology.start_queue, topology.replies_queue, *map(topology.command_queue, participants)]
+    return [topology.dead_letter_queue(q) for q in sources]
+
+
+async def dead_letters(settings: Settings, as_json: bool) -> int:
+    async with open_runtime(settings) as rt:
+        depths = {q: await rt.broker.queue_depth(q) for q in dead_letter_queues(rt.broker.topology, rt.catalog.participants)}
+    if as_json:
+        click.echo(json.dumps(depths))
+    else:
+        for queue, depth in depths.items():
+            click.echo(f"{depth:8}  {queue}")
+    return 0
+
+
+__all__ = ["aio_pika"]

@@ -1,0 +1,78 @@
+"""Connections built from Settings: the only place that opens them for the CLI commands."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+from messaging.amqp import Broker
+from messaging.settings import Settings
+from orchestrator.catalog import Catalog
+from orchestrator.definition import builtin_definitions, load_definition
+from orchestrator.redis_store import RedisSagaStore
+from orchestrator.runner import Orchestrator, RunnerConfig
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The built-in payment saga plus any definition files named in the settings."""
+    extra = [load_definition(path) for path in settings.orchestrator.definitions]
+    return Catalog([*builtin_definitions(), *extra])
+
+
+@asynccontextmanager
+async def open_broker(settings: Settings) -> AsyncIterator[Broker]:
+    broker = await Broker.connect(
+        str(settings.rabbit.url),
+        settings.topology,
+        prefetch=settings.rabbit.prefetch,
+        queue_type=settings.rabbit.queue_type,
+    )
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[RedisSagaStore]:
+    async with RedisSagaStore.connect(
+        str(settings.redis.url),
+        namespace=settings.namespace,
+        shards=settings.orchestrator.shards,
+        retention_s=settings.orchestrator.retention_s,
+    ) as store:
+        yield store
+
+
+@dataclass
+class Runtime:
+    catalog: Catalog
+    store: RedisSagaStore
+    broker: Broker
+    orchestrator: Orchestrator
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything an orchestrator replica (or an operator command) needs, connected."""
+    catalog = load_catalog(settings)
+    async with open_store(settings) as store, open_broker(settings) as broker:
+        config = RunnerConfig(
+            tick_interval_s=settings.orchestrator.tick_interval_s,
+            outbox_grace_s=settings.orchestrator.outbox_grace_s,
+            stuck_after_s=settings.orchestrator.stuck_after_s,
+        )
+        yield Runtime(catalog, store, broker, Orchestrator(catalog, store, broker, config=config))
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, so processes drain in-flight work before exiting."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

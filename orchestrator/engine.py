@@ -1,0 +1,419 @@
+"""The pure saga engine: ``decide(definition, state, event, now) -> Decision``.
+
+No I/O, no clock, no randomness: time comes in as ``now`` and retry jitter is a hash of
+the saga id, step and attempt, so the same inputs always give the same decision.
+
+Rules (design.md §5):
+- A reply counts only if it answers what the saga waits for, at the current attempt.
+- Before the pivot a failed or timed-out step is retried under its policy, then the saga
+  compensates every compensatable step that succeeded or may have (timed out), in reverse.
+- The pivot is retried without limit on timeouts: its outcome must become known, because
+  nothing at or after it is ever compensated. Retriable steps are retried until they succeed.
+- A compensation is retried under its own policy; when that runs out the saga is ``failed``
+  and waits for an operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.base import Start
+from contracts.envelope import Phase
+from contracts.events import Lifecycle, SagaEvent
+from contracts.registry import contract_for
+from orchestrator.definition import Action, SagaDefinition, StepDefinition
+from orchestrator.effects import (
+    Decision,
+    Effect,
+    EmitEvent,
+    Event,
+    HistoryEntry,
+    OperatorAction,
+    ReplyReceived,
+    SendCommand,
+    Tick,
+)
+from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
+
+# Statuses of a compensatable step that must be undone when the saga compensates.
+_TO_UNDO = (StepStatus.SUCCEEDED, StepStatus.UNKNOWN, StepStatus.RUNNING)
+
+
+def effect_id(saga_id: str, step: str, phase: Phase) -> str:
+    """Stable across retries of one step and phase: participants deduplicate on it."""
+    return hashlib.sha256(f"{saga_id}|{step}|{phase}".encode()).hexdigest()[:32]
+
+
+def _unit(saga_id: str, step: str, phase: str, attempt: int) -> float:
+    """A deterministic number in [0, 1) that spreads retries of different sagas apart."""
+    digest = hashlib.sha256(f"{saga_id}|{step}|{phase}|{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class _Draft:
+    """The decision being built: the state so far plus what to send and record."""
+
+    def __init__(self, definition: SagaDefinition, state: SagaState, now: float) -> None:
+        self.definition = definition
+        self.state = state.model_copy(update={"updated_at": now})
+        self.now = now
+        self.effects: list[Effect] = []
+        self.history: list[HistoryEntry] = []
+
+    def update(self, **changes: Any) -> None:
+        self.state = self.state.model_copy(update=changes)
+
+    def set_step(self, name: str, **changes: Any) -> None:
+        steps = dict(self.state.steps)
+        steps[name] = steps[name].model_copy(update=changes)
+        self.update(steps=steps)
+
+    def note(self, what: str, step: str = "", phase: str = "", attempt: int = 0, detail: str = "") -> None:
+        self.history.append(HistoryEntry(self.now, what, step, phase, attempt, detail[:500]))
+
+    def decision(self) -> Decision:
+        wake = _wake_at(self.definition, self.state)
+        return Decision(self.state.model_copy(update={"wake_at": wake}), tuple(self.effects), tuple(self.history))
+
+
+def _pivot_started(definition: SagaDefinition, state: SagaState) -> bool:
+    pivot = definition.pivot_index
+    return pivot is not None and state.steps[definition.steps[pivot].name].status is not StepStatus.PENDING
+
+
+def _wake_at(definition: SagaDefinition, state: SagaState) -> float | None:
+    times = [state.waiting.due] if state.waiting else []
+    if state.status is SagaStatus.RUNNING and state.deadline is not None and not _pivot_started(definition, state):
+        times.append(state.deadline)
+    return min(times) if times else None
+
+
+# -- building and sending commands --------------------------------------------------------
+
+
+def _context(state: SagaState) -> dict[str, Any]:
+    return {
+        "saga": {"id": state.saga_id},
+        "input": state.input,
+        "steps": {name: record.output for name, record in state.steps.items()},
+    }
+
+
+def _resolve(context: dict[str, Any], path: str) -> Any:
+    value: Any = context
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+def _build(action: Action, state: SagaState) -> dict[str, Any]:
+    """The command body from the saga context, validated against its contract."""
+    context = _context(state)
+    raw = {field: _resolve(context, path) for field, path in action.payload.items()}
+    model = contract_for(action.command)
+    assert model is not None  # definitions are checked on load
+    return model.model_validate(raw).model_dump(mode="json")
+
+
+def _action(step: StepDefinition, phase: Phase) -> Action:
+    if phase == "forward":
+        return step.action
+    assert step.compensation is not None  # only compensatable steps are compensated
+    return step.compensation
+
+
+def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
+    step = d.definition.step(step_name)
+    action = _action(step, phase)
+    try:
+        body = _build(action, d.state)
+    except (KeyError, TypeError, ValidationError) as exc:
+        _fail_to_build(d, step_name, phase, f"invalid_payload: {exc}")
+        return
+    sid = d.state.saga_id
+    d.effects.append(
+        SendCommand(
+            participant=step.participant,
+            step=step_name,
+            phase=phase,
+            attempt=attempt,
+            effect_id=effect_id(sid, step_name, phase),
+            compensates=effect_id(sid, step_name, "forward") if phase == "compensate" else "",
+            kind=action.command,
+            body=body,
+            deadline=d.now + action.timeout_s,
+        )
+    )
+    record = d.state.steps[step_name]
+    if phase == "forward":
+        d.set_step(step_name, status=StepStatus.RUNNING, attempts=attempt, started_at=record.started_at or d.now)
+    else:
+        d.set_step(step_name, status=StepStatus.COMPENSATING, compensation_attempts=attempt)
+    d.update(waiting=Waiting(step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s))
+    d.note("sent", step_name, phase, attempt, action.command)
+
+
+def _fail_to_build(d: _Draft, step_name: str, phase: Phase, reason: str) -> None:
+    """A payload that cannot be built is a definition or data bug: stop moving forward."""
+    d.note("payload_error", step_name, phase, 0, reason)
+    if phase == "forward" and not _pivot_started(d.definition, d.state):
+        d.set_step(step_name, status=StepStatus.REJECTED, error=reason)
+        _begin_compensation(d, step_name, reason)
+    else:
+        _finish(d, SagaStatus.FAILED, "failed", failed_step=step_name, reason=reason)
+
+
+# -- finishing ------------------------------------------------------------------------------
+
+
+def _output(definition: SagaDefinition, state: SagaState) -> dict[str, object]:
+    context = _context(state)
+    found: dict[str, object] = {}
+    for name, path in definition.output.items():
+        try:
+            found[name] = _resolve(context, path)
+        except (KeyError, TypeError):
+            continue  # a step that never ran has no output to report
+    return found
+
+
+def _event(d: _Draft, event: Lifecycle, *, final: bool) -> None:
+    s = d.state
+    d.effects.append(
+        EmitEvent(
+            SagaEvent(
+                saga_id=s.saga_id,
+                saga=s.saga,
+                event=event,
+                status=s.status.value,
+                failed_step=s.failed_step,
+                reason=s.reason,
+                output=_output(d.definition, s) if event == "completed" else {},
+            ),
+            final=final,
+        )
+    )
+
+
+def _finish(d: _Draft, status: SagaStatus, event: Lifecycle, **changes: Any) -> None:
+    d.update(status=status, waiting=None, **changes)
+    d.note(event, detail=d.state.reason or "")
+    _event(d, event, final=True)
+
+
+# -- moving forward -----------------------------------------------------------------------
+
+
+def start(
+    definition: SagaDefinition,
+    saga_id: str,
+    message: Start,
+    now: float,
+    *,
+    reply_to: str = "",
+    traceparent: str = "",
+) -> Decision:
+    """The first decision of a new saga: record it and send its first command."""
+    state = SagaState(
+        saga_id=saga_id,
+        saga=definition.name,
+        definition_version=definition.version,
+        input=message.model_dump(mode="json"),
+        steps={step.name: StepRecord() for step in definition.steps},
+        deadline=now + definition.deadline_s if definition.deadline_s else None,
+        started_at=now,
+        updated_at=now,
+        idempotency_key=message.idempotency_key,
+        reply_to=reply_to,
+        traceparent=traceparent,
+    )
+    d = _Draft(definition, state, now)
+    d.note("started", detail=f"{definition.name} v{definition.version}")
+    _event(d, "started", final=False)
+    _send(d, definition.steps[0].name, "forward", 1)
+    return d.decision()
+
+
+def _advance(d: _Draft, done: str) -> None:
+    following = d.definition.index(done) + 1
+    if following < len(d.definition.steps):
+        _send(d, d.definition.steps[following].name, "forward", 1)
+    else:
+        _finish(d, SagaStatus.COMPLETED, "completed")
+
+
+def _begin_compensation(d: _Draft, failed_step: str, reason: str) -> None:
+    """Fix the undo list from recorded statuses: a step that never started is never undone."""
+    plan = tuple(
+        step.name
+        for step in reversed(d.definition.steps)
+        if step.kind == "compensatable" and d.state.steps[step.name].status in _TO_UNDO
+    )
+    d.update(status=SagaStatus.COMPENSATING, compensation_plan=plan, failed_step=failed_step, reason=reason, waiting=None)
+    d.note("compensating", failed_step, detail=f"{reason}; undo {', '.join(plan) or 'nothing'}")
+    if plan:
+        _send(d, plan[0], "compensate", 1)
+    else:
+        _finish(d, SagaStatus.COMPENSATED, "compensated")
+
+
+def _compensate_next(d: _Draft, done: str) -> None:
+    plan = d.state.compensation_plan
+    position = plan.index(done) + 1
+    if position < len(plan):
+        _send(d, plan[position], "compensate", 1)
+    else:
+        _finish(d, SagaStatus.COMPENSATED, "compensated")
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+def _unlimited(step: StepDefinition, phase: Phase, timed_out: bool) -> bool:
+    """A retriable step, and a pivot whose outcome is unknown, are retried until answered."""
+    if phase != "forward":
+        return False
+    return step.kind == "retriable" or (step.kind == "pivot" and timed_out)
+
+
+def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, timed_out: bool) -> None:
+    step = d.definition.step(waiting.step)
+    policy = _action(step, waiting.phase).retry
+    if _unlimited(step, waiting.phase, timed_out) or waiting.attempt < policy.max_attempts:
+        attempt = waiting.attempt + 1
+        delay = policy.backoff_s(attempt, _unit(d.state.saga_id, waiting.step, waiting.phase, attempt))
+        d.update(waiting=Waiting(step=waiting.step, phase=waiting.phase, attempt=attempt, sent=False, due=d.now + delay))
+        d.note("retry_scheduled", waiting.step, waiting.phase, attempt, f"{reason}; in {delay:.3f}s")
+        return
+    if waiting.phase == "compensate":
+        d.set_step(waiting.step, status=StepStatus.COMPENSATION_FAILED, error=reason)
+        _finish(d, SagaStatus.FAILED, "failed", failed_step=waiting.step, reason=f"compensation failed: {reason}")
+        return
+    d.set_step(waiting.step, status=StepStatus.UNKNOWN, error=reason, finished_at=d.now)
+    _give_up_forward(d, step, reason)
+
+
+def _give_up_forward(d: _Draft, step: StepDefinition, reason: str) -> None:
+    if step.kind == "retriable":  # unreachable: retriable steps are never given up
+        raise AssertionError("a retriable step is never given up")
+    _begin_compensation(d, step.name, reason)
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
+    waiting = d.state.waiting
+    if d.state.status.is_finished:
+        return Decision(d.state, ignored="saga_finished")
+    if waiting is None or not waiting.sent or (reply.step, reply.phase) != (waiting.step, waiting.phase):
+        return Decision(d.state, ignored="not_awaited")
+    if reply.attempt != waiting.attempt:
+        return Decision(d.state, ignored="stale_attempt")
+    step = d.definition.step(waiting.step)
+    expected = _action(step, waiting.phase).reply
+    if reply.failure_reason is None and reply.kind != expected:
+        reply = ReplyReceived(reply.step, reply.phase, reply.attempt, reply.kind, {}, "unexpected_reply", True)
+    if reply.failure_reason is None:
+        _succeeded(d, step, waiting, reply)
+    elif reply.retriable or reply.failure_reason in _action(step, waiting.phase).retry.retriable_reasons:
+        d.note("failed", step.name, waiting.phase, waiting.attempt, f"{reply.failure_reason} (retriable)")
+        _retry_or_give_up(d, waiting, reply.failure_reason, timed_out=False)
+    else:
+        _rejected(d, step, waiting, reply.failure_reason)
+    return d.decision()
+
+
+def _succeeded(d: _Draft, step: StepDefinition, waiting: Waiting, reply: ReplyReceived) -> None:
+    d.note("succeeded", step.name, waiting.phase, waiting.attempt, reply.kind)
+    if waiting.phase == "forward":
+        d.set_step(step.name, status=StepStatus.SUCCEEDED, output=reply.body, error=None, finished_at=d.now)
+        _advance(d, step.name)
+    else:
+        d.set_step(step.name, status=StepStatus.COMPENSATED, error=None)
+        _compensate_next(d, step.name)
+
+
+def _rejected(d: _Draft, step: StepDefinition, waiting: Waiting, reason: str) -> None:
+    d.note("rejected", step.name, waiting.phase, waiting.attempt, reason)
+    if waiting.phase == "compensate":  # a compensation must not refuse: retry it, then fail
+        _retry_or_give_up(d, waiting, reason, timed_out=False)
+        return
+    d.set_step(step.name, status=StepStatus.REJECTED, error=reason, finished_at=d.now)
+    if step.kind == "retriable":
+        # Definitions forbid business failures after the pivot; if one happens anyway the
+        # money has moved and only a person can decide what to do.
+        _finish(d, SagaStatus.FAILED, "failed", failed_step=step.name, reason=f"rejected after pivot: {reason}")
+        return
+    _begin_compensation(d, step.name, reason)
+
+
+def _on_tick(d: _Draft) -> Decision:
+    state = d.state
+    if state.status.is_finished:
+        return Decision(state, ignored="saga_finished")
+    deadline_passed = state.deadline is not None and d.now >= state.deadline
+    if state.status is SagaStatus.RUNNING and deadline_passed and not _pivot_started(d.definition, state):
+        waiting = state.waiting
+        if waiting is not None:
+            d.set_step(waiting.step, status=StepStatus.UNKNOWN, error="saga_deadline", finished_at=d.now)
+        _begin_compensation(d, waiting.step if waiting else "", "saga_deadline")
+        return d.decision()
+    waiting = state.waiting
+    if waiting is None or d.now < waiting.due:
+        return Decision(state, ignored="not_due")
+    if not waiting.sent:
+        _send(d, waiting.step, waiting.phase, waiting.attempt)
+    else:
+        d.note("timed_out", waiting.step, waiting.phase, waiting.attempt)
+        _retry_or_give_up(d, waiting, "timeout", timed_out=True)
+    return d.decision()
+
+
+def _on_operator(d: _Draft, action: OperatorAction) -> Decision:
+    state = d.state
+    d.note(f"operator_{action.action}", detail=f"{action.actor}: {action.note}".strip(": "))
+    if state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+        return Decision(state, ignored="saga_finished")
+    if action.action == "abort":
+        return _abort(d, action)
+    waiting = state.waiting
+    if state.status is SagaStatus.FAILED:
+        if action.action != "retry" or state.failed_step is None or not state.compensation_plan:
+            return Decision(state, ignored="nothing_to_retry")
+        # A fresh compensation budget from the step that ran out of it.
+        record = state.steps[state.failed_step]
+        d.update(status=SagaStatus.COMPENSATING)
+        _send(d, state.failed_step, "compensate", record.compensation_attempts + 1)
+        return d.decision()
+    if waiting is None:
+        return Decision(state, ignored="nothing_to_resume")
+    _send(d, waiting.step, waiting.phase, waiting.attempt + 1)  # send again now, new attempt
+    return d.decision()
+
+
+def _abort(d: _Draft, action: OperatorAction) -> Decision:
+    state = d.state
+    if not action.compensate:
+        _finish(d, SagaStatus.FAILED, "failed", reason=f"aborted by {action.actor}")
+        return d.decision()
+    if state.status is not SagaStatus.RUNNING or _pivot_started(d.definition, state):
+        return Decision(state, ignored="cannot_compensate_now")
+    waiting = state.waiting
+    if waiting is not None:
+        d.set_step(waiting.step, status=StepStatus.UNKNOWN, error="aborted", finished_at=d.now)
+    _begin_compensation(d, waiting.step if waiting else "", f"aborted by {action.actor}")
+    return d.decision()
+
+
+def decide(definition: SagaDefinition, state: SagaState, event: Event, now: float) -> Decision:
+    """The next state and effects for one event. ``ignored`` is set when nothing changes."""
+    draft = _Draft(definition, state, now)
+    if isinstance(event, ReplyReceived):
+        return _on_reply(draft, event)
+    if isinstance(event, Tick):
+        return _on_tick(draft)
+    return _on_operator(draft, event)

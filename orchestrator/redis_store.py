@@ -1,0 +1,219 @@
+"""The SagaStore port on Redis: one EVALSHA per transition, one HGET per load."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
+from itertools import islice
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from messaging.errors import ConcurrencyConflict
+from orchestrator.effects import HistoryEntry
+from orchestrator.keys import KeySpace
+from orchestrator.outbox import OutboxEntry
+from orchestrator.state import SagaState, SagaStatus
+
+DEFAULT_RETENTION_S = 7 * 24 * 3600
+STATUSES = tuple(SagaStatus)  # the order status zsets are passed to the script in
+
+
+@cache
+def _script(name: str) -> str:
+    """Read once per process, not at import: importing must stay free of side effects."""
+    return (resources.files("orchestrator") / "lua" / name).read_text(encoding="utf-8")
+
+
+def _text(value: bytes | str) -> str:
+    """The same answer whether or not the client was created with decode_responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _score(value: float) -> str:
+    return repr(float(value))  # shortest round-trip form: Redis parses it back exactly
+
+
+class RedisSagaStore:
+    """Sagas in Redis, every key of one transition in one shard's hash slot."""
+
+    def __init__(
+        self, client: aioredis.Redis, *, namespace: str, shards: int, retention_s: int
+    ) -> None:
+        if retention_s < 1:
+            raise ValueError("retention_s must be at least 1")
+        self._redis = client
+        self.keys = KeySpace(namespace, shards)
+        self._retention_s = retention_s
+        self._transition = client.register_script(_script("transition.lua"))
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls,
+        url: str,
+        *,
+        namespace: str,
+        shards: int = 16,
+        retention_s: int = DEFAULT_RETENTION_S,
+    ) -> AsyncIterator[RedisSagaStore]:
+        """A store that owns its client and closes it on exit."""
+        client = aioredis.Redis.from_url(url)
+        try:
+            yield cls(client, namespace=namespace, shards=shards, retention_s=retention_s)
+        finally:
+            await client.aclose()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create(
+        self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
+    ) -> bool:
+        """Write a new saga at version 1 unless one with its id exists (then False, no write)."""
+        written = state.model_copy(update={"version": 1})
+        return await self._write(0, written, history, outbox)
+
+    async def commit(
+        self,
+        expected_version: int,
+        state: SagaState,
+        history: Sequence[HistoryEntry],
+        outbox: Sequence[OutboxEntry],
+    ) -> SagaState:
+        """Write at expected+1 in one script, or raise ConcurrencyConflict and write nothing."""
+        written = state.model_copy(update={"version": expected_version + 1})
+        if expected_version < 1:  # stored versions start at 1; 0 tells the script "create"
+            raise ConcurrencyConflict(state.saga_id)
+        if not await self._write(expected_version, written, history, outbox):
+            raise ConcurrencyConflict(state.saga_id)
+        return written
+
+    async def _write(
+        self,
+        expected: int,
+        state: SagaState,
+        history: Sequence[HistoryEntry],
+        outbox: Sequence[OutboxEntry],
+    ) -> bool:
+        shard = self.keys.shard(state.saga_id)
+        keys = [
+            self.keys.saga(state.saga_id),
+            self.keys.history(state.saga_id),
+            self.keys.deadlines(shard),
+            self.keys.outbox(shard),
+            self.keys.outbox_at(shard),
+            *(self.keys.status(shard, status) for status in STATUSES),
+        ]
+        expires = state.status.expires
+        args: list[str | int] = [
+            expected,
+            state.version,
+            state.model_dump_json(),
+            state.saga_id,
+            state.status.value,
+            _score(state.updated_at),
+            "" if state.wake_at is None else _score(state.wake_at),
+            self._retention_s if expires else 0,
+            _score(state.updated_at - self._retention_s),
+            *(status.value for status in STATUSES),
+            *_history_args(history),
+            *_outbox_args(outbox),
+        ]
+        return bool(await self._transition(keys=keys, args=args))
+
+    async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None:
+        """Forget published entries; both keys share the saga's slot, so MULTI is cluster-safe."""
+        if not entry_ids:
+            return
+        shard = self.keys.shard(saga_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.outbox(shard), *entry_ids)
+            pipe.zrem(self.keys.outbox_at(shard), *entry_ids)
+            await pipe.execute()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def load(self, saga_id: str) -> SagaState | None:
+        raw = await self._redis.hget(self.keys.saga(saga_id), "state")
+        return None if raw is None else SagaState.model_validate_json(raw)
+
+    async def history(self, saga_id: str) -> list[dict[str, str]]:
+        entries = await self._redis.xrange(self.keys.history(saga_id))
+        # redis-py types entries and their fields as optional; XRANGE never answers nil
+        return [
+            {_text(k): _text(v) for k, v in (fields or {}).items()} for _, fields in entries or ()
+        ]
+
+    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
+        """Earliest first across shards: one round trip for the ids, one for the payloads."""
+        keys = [self.keys.outbox_at(shard) for shard in self.keys.all_shards()]
+        found = await self._earliest(keys, f"({_score(enqueued_before)}", limit)
+        if not found:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _, entry_id, shard in found:
+                pipe.hget(self.keys.outbox(shard), entry_id)
+            payloads: list[Any] = await pipe.execute()
+        # an entry marked done between the two round trips is simply gone
+        return [OutboxEntry.loads(raw) for raw in payloads if raw is not None]
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Ids of sagas whose ``wake_at`` is at or before ``now``, earliest first."""
+        keys = [self.keys.deadlines(shard) for shard in self.keys.all_shards()]
+        return [saga_id for _, saga_id, _ in await self._earliest(keys, _score(now), limit)]
+
+    async def by_status(
+        self, status: SagaStatus, limit: int, updated_before: float | None = None
+    ) -> list[tuple[str, float]]:
+        """(saga id, updated_at) of sagas in ``status``, least recently updated first."""
+        keys = [self.keys.status(shard, status) for shard in self.keys.all_shards()]
+        upper = "+inf" if updated_before is None else f"({_score(updated_before)}"
+        return [(saga_id, at) for at, saga_id, _ in await self._earliest(keys, upper, limit)]
+
+    async def counts(self) -> dict[SagaStatus, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in STATUSES:
+                for shard in self.keys.all_shards():
+                    pipe.zcard(self.keys.status(shard, status))
+            cards: list[int] = await pipe.execute()
+        shards = self.keys.shards
+        return {s: sum(cards[i * shards : (i + 1) * shards]) for i, s in enumerate(STATUSES)}
+
+    async def _earliest(
+        self, keys: Sequence[str], upper: str, limit: int
+    ) -> list[tuple[float, str, int]]:
+        """(score, member, shard) of the lowest-scored members of per-shard zsets, merged."""
+        if limit <= 0:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrange(key, "-inf", upper, byscore=True, offset=0, num=limit, withscores=True)
+            per_shard: list[list[tuple[bytes | str, float]]] = await pipe.execute()
+        # each shard is sorted by (score, member) already, as is the in-memory twin's answer
+        merged = heapq.merge(
+            *(
+                [(score, _text(member), shard) for member, score in rows]
+                for shard, rows in enumerate(per_shard)
+            )
+        )
+        return list(islice(merged, limit))
+
+
+def _history_args(history: Sequence[HistoryEntry]) -> Iterable[str | int]:
+    yield len(history)
+    for entry in history:
+        fields = entry.fields()
+        yield 2 * len(fields)
+        for name, value in fields.items():
+            yield name
+            yield value
+
+
+def _outbox_args(outbox: Sequence[OutboxEntry]) -> Iterable[str | int]:
+    yield len(outbox)
+    for entry in outbox:
+        yield entry.id
+        yield entry.dumps()

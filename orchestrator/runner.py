@@ -1,0 +1,265 @@
+"""The imperative shell around the engine: decode -> load -> decide -> commit -> publish -> ack.
+
+Per inbound message the transition (state, history, deadline, outbox) is one atomic write;
+only then are the outbox entries published with confirms, marked done, and the message
+acked. A crash anywhere leaves an unacked message (redelivered; the version and attempt
+checks make the repeat harmless) or an unsent outbox entry (the sweeper publishes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts.base import Start, StepFailed
+from messaging.amqp import Broker, wire_of
+from messaging.codec import Wire, decode
+from messaging.errors import ConcurrencyConflict, ContractError, UnknownSaga
+from messaging.tracing import continue_or_start, trace_id
+from orchestrator.catalog import Catalog, saga_id_for
+from orchestrator.effects import Decision, Event, ReplyReceived, Tick
+from orchestrator.engine import decide, start
+from orchestrator.metrics import OrchestratorMetrics
+from orchestrator.outbox import OutboxEntry, outbox_entries
+from orchestrator.store import SagaStore
+
+log = structlog.get_logger("baton.orchestrator")
+
+Clock = Callable[[], float]
+MAX_CONFLICTS = 20
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    tick_interval_s: float = 0.05
+    outbox_grace_s: float = 2.0
+    stuck_after_s: float = 300.0
+    due_batch: int = 200
+
+
+class Orchestrator:
+    """One replica. Replicas share the queues and the store; any of them can finish any saga."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: SagaStore,
+        broker: Broker,
+        *,
+        config: RunnerConfig | None = None,
+        metrics: OrchestratorMetrics | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._broker = broker
+        self._topology = broker.topology
+        self._config = config or RunnerConfig()
+        self.metrics = metrics or OrchestratorMetrics()
+        self._clock = clock
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # -- applying events -------------------------------------------------------------------
+
+    async def apply(self, saga_id: str, event: Event) -> Decision:
+        """Load, decide, commit (retrying on conflicts), then publish what the decision sends."""
+        for _ in range(MAX_CONFLICTS):
+            state = await self._store.load(saga_id)
+            if state is None:
+                raise UnknownSaga(saga_id)
+            definition = self._catalog.get(state.saga, state.definition_version)
+            if definition is None:
+                raise ContractError("unknown_definition", f"{state.saga} v{state.definition_version}")
+            decision = decide(definition, state, event, self._clock())
+            if decision.ignored:
+                self.metrics.ignored.labels(decision.ignored).inc()
+                return decision
+            outbox = outbox_entries(self._topology, decision.state, decision.effects)
+            try:
+                await self._store.commit(state.version, decision.state, decision.history, outbox)
+            except ConcurrencyConflict:
+                self.metrics.conflicts.inc()
+                continue  # another replica won; reload and decide again
+            self.metrics.observe(decision)
+            await self._publish(saga_id, outbox)
+            return decision
+        raise ConcurrencyConflict(saga_id)
+
+    async def _publish(self, saga_id: str, outbox: Sequence[OutboxEntry]) -> None:
+        """Publish with confirms and mark done. On failure the sweeper publishes them later."""
+        if not outbox:
+            return
+        try:
+            await self._broker.publish_many((e.wire, e.exchange, e.routing_key) for e in outbox)
+        except Exception as exc:  # the transition is committed; the outbox keeps the messages
+            log.warning("publish_deferred_to_sweeper", saga_id=saga_id, error=str(exc))
+            return
+        await self._store.outbox_done(saga_id, [e.id for e in outbox])
+
+    async def handle_start(self, wire: Wire) -> str:
+        """Start a saga from a Start message; a repeated idempotency key starts nothing."""
+        envelope, body = decode(wire, require_saga=False)
+        if not isinstance(body, Start):
+            raise ContractError("not_a_start_message", envelope.kind)
+        definition = self._catalog.for_trigger(envelope.kind)
+        if definition is None:
+            raise ContractError("no_saga_for_type", envelope.kind)
+        saga_id = saga_id_for(definition.name, body.idempotency_key)
+        structlog.contextvars.bind_contextvars(saga_id=saga_id, saga=definition.name)
+        traceparent = continue_or_start(envelope.traceparent)
+        structlog.contextvars.bind_contextvars(trace_id=trace_id(traceparent))
+        decision = start(definition, saga_id, body, self._clock(), reply_to=wire.reply_to or "", traceparent=traceparent)
+        outbox = outbox_entries(self._topology, decision.state, decision.effects)
+        if await self._store.create(decision.state, decision.history, outbox):
+            self.metrics.observe(decision)
+            await self._publish(saga_id, outbox)
+            return "started"
+        existing = await self._store.load(saga_id)
+        if existing is not None and existing.input != decision.state.input:
+            raise ContractError("idempotency_key_reused", "same key, different transaction")
+        return "duplicate_start"
+
+    async def handle_reply(self, wire: Wire) -> str:
+        envelope, body = decode(wire)
+        structlog.contextvars.bind_contextvars(
+            saga_id=envelope.saga_id, step=envelope.step, phase=envelope.phase,
+            attempt=envelope.attempt, trace_id=trace_id(envelope.traceparent),
+        )
+        failure = body if isinstance(body, StepFailed) else None
+        event = ReplyReceived(
+            step=envelope.step,
+            phase=envelope.phase,
+            attempt=envelope.attempt,
+            kind=envelope.kind,
+            body={} if failure else body.model_dump(mode="json"),
+            failure_reason=failure.reason if failure else None,
+            retriable=failure.retriable if failure else False,
+        )
+        decision = await self.apply(envelope.saga_id, event)
+        return decision.ignored or "applied"
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def _callback(
+        self, queue: str, handler: Callable[[Wire], Awaitable[str]]
+    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                await self._settle(queue, handler, message)
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        return on_message
+
+    async def _settle(
+        self, queue: str, handler: Callable[[Wire], Awaitable[str]], message: AbstractIncomingMessage
+    ) -> None:
+        """The one place that maps a handling outcome to a broker action."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(queue=queue, message_id=message.message_id, kind=message.type)
+        started = time.perf_counter()
+        try:
+            outcome = await handler(wire_of(message))
+        except (ContractError, UnknownSaga) as exc:
+            reason = exc.reason if isinstance(exc, ContractError) else "unknown_saga"
+            outcome = "dead_lettered"
+            self.metrics.dead_letters.labels(queue, reason).inc()
+            log.warning("dead_lettered", reason=reason, detail=str(exc)[:300])
+            await self._broker.dead_letter(message, queue, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            outcome = "requeued"
+            log.exception("handling_failed")
+            await asyncio.sleep(0.2)  # back off before the broker redelivers it
+            await message.nack(requeue=True)
+        else:
+            await message.ack()
+        elapsed = time.perf_counter() - started
+        self.metrics.messages.labels(queue, outcome).inc()
+        self.metrics.handling.labels(queue).observe(elapsed)
+        log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
+
+    # -- background loops ----------------------------------------------------------------------
+
+    async def _deadline_loop(self, stop: asyncio.Event) -> None:
+        """Feed a Tick to every saga whose wake-up time has passed (timeouts, retries, deadlines)."""
+        while not stop.is_set():
+            due = await self._guarded(self._store.due(self._clock(), self._config.due_batch))
+            if due:
+                await asyncio.gather(*(self._tick(saga_id) for saga_id in due))
+            else:
+                await _wait(stop, self._config.tick_interval_s)
+
+    async def _tick(self, saga_id: str) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(saga_id=saga_id)
+        await self._guarded(self.apply(saga_id, Tick()))
+
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        """Publish outbox entries a crashed or disconnected replica left behind."""
+        while not stop.is_set():
+            await self._guarded(self.sweep_outbox())
+            await _wait(stop, max(self._config.outbox_grace_s / 2, 0.1))
+
+    async def sweep_outbox(self) -> int:
+        now = self._clock()
+        pending = await self._store.outbox_pending(now - self._config.outbox_grace_s, 500)
+        for entry in pending:
+            await self._broker.publish(entry.wire, exchange=entry.exchange, routing_key=entry.routing_key)
+            await self._store.outbox_done(entry.saga_id, [entry.id])
+            self.metrics.outbox_swept.inc()
+        if pending:
+            log.info("outbox_swept", entries=len(pending))
+        return len(pending)
+
+    async def _guarded(self, work: Awaitable[T]) -> T | None:
+        """Background work survives a store or broker outage; the next round tries again."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_work_failed")
+            return None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume starts and replies and run the loops until ``stop``; then drain in-flight work."""
+        t = self._topology
+        await self._broker.declare(self._catalog.participants)
+        await self._broker.consume(t.start_queue, self._callback(t.start_queue, self.handle_start))
+        await self._broker.consume(t.replies_queue, self._callback(t.replies_queue, self.handle_reply))
+        loops = [
+            asyncio.create_task(self._deadline_loop(stop), name="deadlines"),
+            asyncio.create_task(self._sweep_loop(stop), name="outbox-sweeper"),
+        ]
+        log.info("orchestrator_running", participants=list(self._catalog.participants))
+        await stop.wait()
+        await self._broker.stop_consuming()
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=10)
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with suppress(asyncio.CancelledError):
+                await loop
+        log.info("orchestrator_stopped")
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

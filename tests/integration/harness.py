@@ -1,0 +1,148 @@
+"""An in-process Baton on the real broker and Redis, and a participant the test scripts by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts.base import Contract, Start
+from contracts.envelope import Envelope
+from messaging.amqp import Broker, wire_of
+from messaging.codec import decode, encode
+from messaging.settings import Settings
+from orchestrator.catalog import Catalog, saga_id_for
+from orchestrator.definition import SagaDefinition, builtin_definitions, parse_definition
+from orchestrator.redis_store import RedisSagaStore
+from orchestrator.runner import Orchestrator, RunnerConfig
+from orchestrator.state import SagaState
+
+T = TypeVar("T")
+
+
+def fast_payment(timeout_s: float = 1.0, deadline_s: float = 60.0, max_attempts: int = 3) -> SagaDefinition:
+    """The payment saga with short timeouts and backoffs, so timeout tests run in seconds."""
+    data = builtin_definitions()[0].model_dump(mode="json")
+    data["deadline_s"] = deadline_s
+    for step in data["steps"]:
+        for action in filter(None, (step["action"], step.get("compensation"))):
+            action["timeout_s"] = timeout_s
+            action["retry"].update(initial_backoff_s=0.05, max_backoff_s=0.2)
+        step["action"]["retry"]["max_attempts"] = max_attempts
+    return parse_definition(data)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 15.0, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Baton:
+    """A running orchestrator replica plus helpers to start sagas and await their outcome."""
+
+    broker: Broker
+    store: RedisSagaStore
+    orchestrator: Orchestrator
+    settings: Settings
+    finals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reply_queue: str = ""
+
+    async def start(self, body: Start, *, saga: str = "payment") -> str:
+        envelope = Envelope(kind=body.KIND, saga_id="-", reply_to=self.reply_queue)
+        await self.broker.publish(encode(envelope, body), exchange="", routing_key=self.broker.topology.start_queue)
+        return saga_id_for(saga, body.idempotency_key)
+
+    async def final(self, saga_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
+        """The saga's final event (sent to the start's reply_to)."""
+        async def arrived() -> dict[str, Any] | None:
+            return self.finals.get(saga_id)
+
+        return await eventually(arrived, timeout_s, f"final event of {saga_id}")
+
+    async def state(self, saga_id: str) -> SagaState:
+        state = await self.store.load(saga_id)
+        assert state is not None, f"saga {saga_id} is not in the store"
+        return state
+
+    async def dead_letters(self, queue: str) -> int:
+        return await self.broker.queue_depth(self.broker.topology.dead_letter_queue(queue))
+
+
+@asynccontextmanager
+async def running_baton(
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings, catalog: Catalog | None = None
+) -> AsyncIterator[Baton]:
+    """One orchestrator replica, in this process, until the block ends."""
+    store = RedisSagaStore(redis_client, namespace=settings.namespace, shards=4, retention_s=3600)
+    orchestrator = Orchestrator(
+        catalog or Catalog([fast_payment()]), store, broker,
+        config=RunnerConfig(tick_interval_s=0.02, outbox_grace_s=0.5),
+    )
+    baton = Baton(broker, store, orchestrator, settings)
+    channel = await broker.connection.channel()
+    queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+
+    async def on_final(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        event = json.loads(message.body)
+        baton.finals[event["saga_id"]] = event
+
+    await queue.consume(on_final)
+    baton.reply_queue = queue.name
+    stop = asyncio.Event()
+    task = asyncio.create_task(orchestrator.run(stop))
+    try:
+        yield baton
+    finally:
+        stop.set()
+        await task
+        with suppress(Exception):
+            await channel.close()
+
+
+@dataclass
+class Received:
+    envelope: Envelope
+    body: Contract
+
+
+class ScriptedParticipant:
+    """Takes commands off a participant's queue and lets the test decide what to answer."""
+
+    def __init__(self, broker: Broker, name: str) -> None:
+        self._broker = broker
+        self.name = name
+        self.inbox: asyncio.Queue[Received] = asyncio.Queue()
+
+    async def start(self) -> ScriptedParticipant:
+        async def on_command(message: AbstractIncomingMessage) -> None:
+            envelope, body = decode(wire_of(message))
+            await message.ack()
+            await self.inbox.put(Received(envelope, body))
+
+        await self._broker.consume(self._broker.topology.command_queue(self.name), on_command)
+        return self
+
+    async def next(self, timeout_s: float = 15.0) -> Received:
+        return await asyncio.wait_for(self.inbox.get(), timeout_s)
+
+    async def reply(self, to: Received, body: Contract, *, attempt: int | None = None) -> None:
+        envelope = to.envelope.reply(body.KIND)
+        if attempt is not None:
+            envelope = envelope.model_copy(update={"attempt": attempt})
+        t = self._broker.topology
+        await self._broker.publish(encode(envelope, body), exchange=t.replies_exchange, routing_key=t.replies_queue)

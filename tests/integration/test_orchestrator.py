@@ -1,0 +1,219 @@
+"""The orchestrator against real RabbitMQ and Redis, with participants scripted by the test.
+
+Scripted participants let each test choose exactly which reply comes, when, and how often:
+retries, timeouts, duplicates, stale attempts and lost replies are all provoked on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts import payments as p
+from contracts.base import StepFailed
+from contracts.envelope import Envelope
+from contracts.money import Money
+from messaging.amqp import Broker
+from messaging.codec import Wire
+from messaging.settings import Settings
+from orchestrator.engine import effect_id
+from orchestrator.state import SagaStatus, StepStatus
+from tests.integration.harness import Baton, ScriptedParticipant, eventually, running_baton
+
+pytestmark = pytest.mark.integration
+
+STEPS = ("payment", "risk", "pci", "transaction")
+SUCCESS: dict[str, p.Reply] = {
+    "payment": p.PaymentAuthorized(hold_id="hold-1"),
+    "risk": p.RiskAssessed(score=12),
+    "pci": p.ComplianceApproved(attestation_id="att-1"),
+    "transaction": p.TransactionCaptured(capture_id="cap-1"),
+}
+UNDONE: dict[str, p.Reply] = {
+    "payment": p.AuthorizationVoided(released=True),
+    "risk": p.RiskExposureReleased(released=True),
+    "pci": p.AttestationRevoked(revoked=True),
+}
+
+
+def a_payment(key: str = "k-1") -> p.StartTransaction:
+    return p.StartTransaction(
+        idempotency_key=key, account_id="acct-1", merchant_id="m-1",
+        amount=Money(minor=1250, currency="EUR"), card_token="tok_abcdef123456",
+    )
+
+
+@pytest.fixture
+def settings(namespace: str, rabbit_url: str, redis_url: str) -> Settings:
+    return Settings.model_validate({"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}})
+
+
+@pytest.fixture
+async def baton(broker: Broker, redis_client: aioredis.Redis, settings: Settings) -> AsyncIterator[Baton]:
+    async with running_baton(broker, redis_client, settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def world(broker: Broker) -> dict[str, ScriptedParticipant]:
+    return {name: await ScriptedParticipant(broker, name).start() for name in STEPS}
+
+
+async def answer_all(world: dict[str, ScriptedParticipant], upto: int = 4) -> None:
+    for name in STEPS[:upto]:
+        command = await world[name].next()
+        await world[name].reply(command, SUCCESS[name])
+
+
+async def test_happy_path_completes_with_output(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+    saga_id = await baton.start(a_payment())
+    await answer_all(world)
+    final = await baton.final(saga_id)
+    assert final["event"] == "completed"
+    assert final["output"] == {"hold_id": "hold-1", "capture_id": "cap-1"}
+    state = await baton.state(saga_id)
+    assert all(step.status is StepStatus.SUCCEEDED for step in state.steps.values())
+    assert state.wake_at is None
+
+
+@pytest.mark.parametrize("failing", range(4))
+async def test_business_failure_compensates_completed_steps_in_reverse(
+    baton: Baton, world: dict[str, ScriptedParticipant], failing: int
+) -> None:
+    saga_id = await baton.start(a_payment())
+    await answer_all(world, upto=failing)
+    command = await world[STEPS[failing]].next()
+    await world[STEPS[failing]].reply(command, StepFailed(reason="declined"))
+    undone = []
+    for name in reversed(STEPS[:failing]):
+        compensation = await world[name].next()
+        assert compensation.envelope.phase == "compensate"
+        assert compensation.envelope.compensates == effect_id(saga_id, compensation.envelope.step, "forward")
+        undone.append(name)
+        await world[name].reply(compensation, UNDONE[name])
+    final = await baton.final(saga_id)
+    assert final["event"] == "compensated"
+    assert final["failed_step"] == (await baton.state(saga_id)).failed_step
+    assert undone == list(reversed(STEPS[:failing]))
+    assert all(q.inbox.empty() for q in world.values())
+
+
+async def test_retriable_failure_is_retried_with_the_same_effect_id(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
+    saga_id = await baton.start(a_payment())
+    first = await world["payment"].next()
+    await world["payment"].reply(first, StepFailed(reason="db_down", retriable=True))
+    second = await world["payment"].next()
+    assert second.envelope.attempt == first.envelope.attempt + 1
+    assert second.envelope.effect_id == first.envelope.effect_id
+    await world["payment"].reply(second, SUCCESS["payment"])
+    await answer_all_after(world, "payment")
+    assert (await baton.final(saga_id))["event"] == "completed"
+
+
+async def answer_all_after(world: dict[str, ScriptedParticipant], done: str) -> None:
+    for name in STEPS[STEPS.index(done) + 1 :]:
+        command = await world[name].next()
+        await world[name].reply(command, SUCCESS[name])
+
+
+async def test_step_timeout_resends_then_completes(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+    saga_id = await baton.start(a_payment())
+    ignored = await world["payment"].next()  # no answer: the step times out
+    retried = await world["payment"].next(timeout_s=10)
+    assert retried.envelope.attempt == ignored.envelope.attempt + 1
+    await world["payment"].reply(retried, SUCCESS["payment"])
+    await answer_all_after(world, "payment")
+    assert (await baton.final(saga_id))["event"] == "completed"
+    history = [h["what"] for h in await baton.store.history(saga_id)]
+    assert "timed_out" in history
+
+
+async def test_duplicate_and_stale_replies_change_nothing(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+    saga_id = await baton.start(a_payment())
+    first = await world["payment"].next()
+    await world["payment"].reply(first, StepFailed(reason="flaky", retriable=True))
+    second = await world["payment"].next()
+    # A late success for attempt 1 is stale: it must not advance the saga.
+    await world["payment"].reply(first, SUCCESS["payment"], attempt=first.envelope.attempt)
+    await world["payment"].reply(second, SUCCESS["payment"])
+    await world["payment"].reply(second, SUCCESS["payment"])  # duplicate of the current attempt
+    await answer_all_after(world, "payment")
+    assert (await baton.final(saga_id))["event"] == "completed"
+    ignored = baton.orchestrator.metrics.ignored
+    assert ignored.labels("stale_attempt")._value.get() + ignored.labels("not_awaited")._value.get() >= 2
+    assert world["risk"].inbox.empty(), "exactly one risk command was sent"
+
+
+async def test_lost_capture_reply_is_retried_never_compensated(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
+    saga_id = await baton.start(a_payment())
+    await answer_all(world, upto=3)
+    lost = await world["transaction"].next()  # the capture happened, but its reply is lost
+    again = await world["transaction"].next(timeout_s=10)
+    assert again.envelope.effect_id == lost.envelope.effect_id, "the participant can deduplicate"
+    await world["transaction"].reply(again, SUCCESS["transaction"])
+    assert (await baton.final(saga_id))["event"] == "completed"
+    assert all(q.inbox.empty() for q in world.values()), "no compensation was sent"
+
+
+async def test_duplicate_start_starts_one_saga(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+    first = await baton.start(a_payment("same-key"))
+    second = await baton.start(a_payment("same-key"))
+    assert first == second
+    await answer_all(world)
+    assert (await baton.final(first))["event"] == "completed"
+    assert (await baton.store.counts())[SagaStatus.COMPLETED] == 1
+    assert all(q.inbox.empty() for q in world.values()), "each command was sent once"
+
+
+async def test_same_key_different_payment_is_dead_lettered(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
+    await baton.start(a_payment("reused"))
+    other = a_payment("reused").model_copy(update={"amount": Money(minor=99, currency="EUR")})
+    await baton.start(other)
+    start_queue = baton.broker.topology.start_queue
+    assert await eventually(lambda: _equals(baton.dead_letters(start_queue), 1), what="dead letter")
+
+
+async def _equals(value: object, expected: int) -> bool:
+    return await value == expected  # type: ignore[misc]
+
+
+MALFORMED: list[tuple[str, Wire]] = [
+    ("not_json", Wire(b"{nope", kind=p.StartTransaction.KIND)),
+    ("wrong_schema", Wire(b'{"idempotency_key": "x"}', kind=p.StartTransaction.KIND)),
+    ("unknown_type", Wire(b"{}", kind="payments.unheard_of.v1")),
+    ("missing_type", Wire(b"{}", kind=None)),
+    ("wrong_content_type", Wire(b"{}", kind=p.StartTransaction.KIND, content_type="text/plain")),
+    ("huge_body", Wire(b" " * (300 * 1024), kind=p.StartTransaction.KIND)),
+    ("negative_amount", Wire(
+        a_payment().model_dump_json().replace('"minor":1250', '"minor":-5').encode(), kind=p.StartTransaction.KIND)),
+    ("unknown_currency", Wire(
+        a_payment().model_dump_json().replace('"EUR"', '"XXX"').encode(), kind=p.StartTransaction.KIND)),
+    ("float_money", Wire(
+        a_payment().model_dump_json().replace('"minor":1250', '"minor":12.5').encode(), kind=p.StartTransaction.KIND)),
+]
+
+
+async def test_malformed_messages_are_dead_lettered_and_change_nothing(baton: Baton) -> None:
+    t = baton.broker.topology
+    for _, wire in MALFORMED:
+        await baton.broker.publish(wire, exchange="", routing_key=t.start_queue)
+    reply_garbage = [
+        Wire(b"[]", kind=p.PaymentAuthorized.KIND),  # no saga id header
+        Wire(b'{"hold_id": "h"}', kind=p.PaymentAuthorized.KIND,
+             headers=Envelope(kind=p.PaymentAuthorized.KIND, saga_id="no-such-saga").headers()),
+        Wire(b"\xff\xfe", kind=StepFailed.KIND, headers={"x-baton-saga-id": "s"}),
+    ]
+    for wire in reply_garbage:
+        await baton.broker.publish(wire, exchange=t.replies_exchange, routing_key=t.replies_queue)
+    assert await eventually(lambda: _equals(baton.dead_letters(t.start_queue), len(MALFORMED)), what="start DLQ")
+    assert await eventually(lambda: _equals(baton.dead_letters(t.replies_queue), len(reply_garbage)), what="reply DLQ")
+    assert sum((await baton.store.counts()).values()) == 0, "no saga was created"
+    assert await baton.broker.queue_depth(t.start_queue) == 0
