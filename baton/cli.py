@@ -138,8 +138,15 @@ def _minor_units(amount: str, currency: str) -> int:
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
 @click.pass_context
 def start_transaction(
-    ctx: click.Context, account: str, merchant: str, amount: str, currency: str,
-    card_token: str, idempotency_key: str | None, wait: bool, timeout: float,
+    ctx: click.Context,
+    account: str,
+    merchant: str,
+    amount: str,
+    currency: str,
+    card_token: str,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Publish a StartTransaction; with --wait, print the saga's final event."""
     settings = _settings(ctx)
@@ -156,7 +163,9 @@ def start_transaction(
             await broker.declare()
             envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
             if not wait:
-                await broker.publish(encode(envelope, body), exchange="", routing_key=broker.topology.start_queue)
+                await broker.publish(
+                    encode(envelope, body), exchange="", routing_key=broker.topology.start_queue
+                )
                 click.echo(f"published {body.idempotency_key}")
                 return 0
             event = await operate.start_and_wait(broker, envelope, body, timeout)
@@ -176,19 +185,31 @@ def status(ctx: click.Context, saga_id: str, as_json: bool) -> None:
 
 
 @main.command("list")
-@click.option("--status", "status_name", default="running", show_default=True,
-              type=click.Choice(["running", "compensating", "completed", "compensated", "failed"]))
+@click.option(
+    "--status",
+    "status_name",
+    default="running",
+    show_default=True,
+    type=click.Choice(["running", "compensating", "completed", "compensated", "failed"]),
+)
 @click.option("--older-than", default=0.0, help="Only sagas idle for at least this many seconds.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def list_sagas(ctx: click.Context, status_name: str, older_than: float, limit: int, as_json: bool) -> None:
+def list_sagas(
+    ctx: click.Context, status_name: str, older_than: float, limit: int, as_json: bool
+) -> None:
     """List sagas by status, least recently updated first."""
     _run(operate.list_sagas(_settings(ctx), status_name, older_than, limit, as_json))
 
 
 @main.command()
-@click.option("--older-than", default=None, type=float, help="Idle seconds (default: BATON_ORCHESTRATOR__STUCK_AFTER_S).")
+@click.option(
+    "--older-than",
+    default=None,
+    type=float,
+    help="Idle seconds (default: BATON_ORCHESTRATOR__STUCK_AFTER_S).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def stuck(ctx: click.Context, older_than: float | None, as_json: bool) -> None:
@@ -201,19 +222,24 @@ def _operator(action: Literal["retry", "resume", "abort"], compensate: bool = Tr
     @click.argument("saga_id")
     @click.option("--note", default="", help="Recorded in the saga's history.")
     @click.pass_context
-    def command(ctx: click.Context, saga_id: str, note: str, **flags: bool) -> None:
+    def command(ctx: click.Context, /, saga_id: str, note: str, **flags: bool) -> None:
         settings = _settings(ctx)
-        act = OperatorAction(action, compensate=flags.get("compensate", compensate),
-                             actor=operate.actor(), note=note)
+        act = OperatorAction(
+            action, compensate=flags.get("compensate", compensate), actor=operate.actor(), note=note
+        )
         _run(operate.act(settings, saga_id, act))
 
     return command
 
 
-main.command("retry", help="Retry a failed saga's compensation with a fresh budget.")(_operator("retry"))
+main.command("retry", help="Retry a failed saga's compensation with a fresh budget.")(
+    _operator("retry")
+)
 main.command("resume", help="Send the step a saga waits on again, now.")(_operator("resume"))
 main.command("abort", help="Stop a saga before its pivot: compensate (default) or just stop.")(
-    click.option("--compensate/--no-compensate", default=True, show_default=True)(_operator("abort"))
+    click.option("--compensate/--no-compensate", default=True, show_default=True)(
+        _operator("abort")
+    )
 )
 
 
@@ -240,16 +266,25 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
 
 @main.command()
 @click.option("--sagas", default=200, show_default=True, help="How many transactions.")
-@click.option("--fail-rate", default=0.2, show_default=True, help="Share crafted to fail, spread over the four steps.")
+@click.option(
+    "--fail-rate",
+    default=0.2,
+    show_default=True,
+    help="Share crafted to fail, spread over the four steps.",
+)
 @click.option("--concurrency", default=50, show_default=True, help="Sagas in flight at once.")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON summary line.")
 @click.option("--keep", is_flag=True, help="Keep the demo's queues and keys afterwards.")
 @click.pass_context
-def demo(ctx: click.Context, sagas: int, fail_rate: float, concurrency: int, as_json: bool, keep: bool) -> None:
+def demo(
+    ctx: click.Context, sagas: int, fail_rate: float, concurrency: int, as_json: bool, keep: bool
+) -> None:
     """Run the payment demo end to end: orchestrator, four participants, a stream of payments."""
     from baton.demo import DemoOptions, run_demo  # noqa: PLC0415 - keeps other commands light
 
-    options = DemoOptions(sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep)
+    options = DemoOptions(
+        sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep
+    )
     _run(run_demo(_settings(ctx), options))
 
 

@@ -68,7 +68,7 @@ async def drive(
     on_progress: Callable[[Progress], None] | None = None,
     saga: str = "payment",
 ) -> tuple[list[Outcome], Progress]:
-    """Publish ``starts`` keeping ``concurrency`` in flight; return outcomes within ``timeout_s``."""
+    """Publish ``starts``, ``concurrency`` at a time; return the outcomes seen in ``timeout_s``."""
     progress = Progress(total=len(starts))
     window = asyncio.Semaphore(concurrency)
     sent_at: dict[str, float] = {}
@@ -84,7 +84,9 @@ async def drive(
         if key not in sent_at:
             return  # a repeated final event (redelivered outbox entry): counted once
         latency = time.perf_counter() - sent_at.pop(key)
-        outcomes.append(Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency))
+        outcomes.append(
+            Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency)
+        )
         progress.outcomes[event["event"]] = progress.outcomes.get(event["event"], 0) + 1
         window.release()
         if progress.done == progress.total:
@@ -96,9 +98,13 @@ async def drive(
             for body in starts:
                 saga_id = saga_id_for(saga, body.idempotency_key)
                 await window.acquire()
-                envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent(), reply_to=queue.name)
+                envelope = Envelope(
+                    kind=body.KIND, saga_id="-", traceparent=new_traceparent(), reply_to=queue.name
+                )
                 sent_at[saga_id] = time.perf_counter()
-                await broker.publish(encode(envelope, body), exchange="", routing_key=broker.topology.start_queue)
+                await broker.publish(
+                    encode(envelope, body), exchange="", routing_key=broker.topology.start_queue
+                )
                 progress.sent += 1
                 if on_progress:
                     on_progress(progress)
@@ -113,5 +119,3 @@ async def drive(
     finally:
         await channel.close()
     return outcomes, progress
-
-

@@ -64,14 +64,16 @@ async def health(settings: Settings) -> int:
     return 1 if problems else 0
 
 
-async def start_and_wait(broker: Broker, envelope: Envelope, body: Start, timeout: float) -> dict[str, Any]:
+async def start_and_wait(
+    broker: Broker, envelope: Envelope, body: Start, timeout_s: float
+) -> dict[str, Any]:
     """Publish a start with a private reply queue and wait for the saga's final event."""
     channel = await broker.connection.channel()
     try:
         queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
         wire = encode(envelope.model_copy(update={"reply_to": queue.name}), body)
         await broker.publish(wire, exchange="", routing_key=broker.topology.start_queue)
-        async with asyncio.timeout(timeout), queue.iterator() as messages:
+        async with asyncio.timeout(timeout_s), queue.iterator() as messages:
             async for message in messages:
                 await message.ack()
                 event: dict[str, Any] = json.loads(message.body)
@@ -91,32 +93,53 @@ async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
     if as_json:
         click.echo(json.dumps({"state": state.model_dump(mode="json"), "history": history}))
         return 0
-    console.print(f"[bold]{state.saga}[/] v{state.definition_version}  {state.saga_id}  "
-                  f"status [bold]{state.status.value}[/]  version {state.version}")
+    console.print(
+        f"[bold]{state.saga}[/] v{state.definition_version}  {state.saga_id}  "
+        f"status [bold]{state.status.value}[/]  version {state.version}"
+    )
     if state.reason:
         console.print(f"reason: {state.reason} (step {state.failed_step})")
     steps = Table("step", "status", "attempts", "compensation attempts", "error")
     for name, record in state.steps.items():
-        steps.add_row(name, record.status.value, str(record.attempts),
-                      str(record.compensation_attempts), record.error or "")
+        steps.add_row(
+            name,
+            record.status.value,
+            str(record.attempts),
+            str(record.compensation_attempts),
+            record.error or "",
+        )
     console.print(steps)
     timeline = Table("at", "what", "step", "phase", "attempt", "detail")
     for entry in history:
-        timeline.add_row(_when(float(entry["at"])), entry["what"], entry["step"], entry["phase"],
-                         entry["attempt"] if entry["attempt"] != "0" else "", entry["detail"])
+        timeline.add_row(
+            _when(float(entry["at"])),
+            entry["what"],
+            entry["step"],
+            entry["phase"],
+            entry["attempt"] if entry["attempt"] != "0" else "",
+            entry["detail"],
+        )
     console.print(timeline)
     return 0
 
 
-async def list_sagas(settings: Settings, status: str, older_than: float, limit: int, as_json: bool) -> int:
+async def list_sagas(
+    settings: Settings, status: str, older_than: float, limit: int, as_json: bool
+) -> int:
     before = time.time() - older_than if older_than else None
     async with open_store(settings) as store:
         found = await store.by_status(SagaStatus(status), limit, before)
         counts = await store.counts()
     now = time.time()
     if as_json:
-        click.echo(json.dumps({"counts": {k.value: v for k, v in counts.items()},
-                               "sagas": [{"saga_id": s, "idle_s": round(now - at, 3)} for s, at in found]}))
+        click.echo(
+            json.dumps(
+                {
+                    "counts": {k.value: v for k, v in counts.items()},
+                    "sagas": [{"saga_id": s, "idle_s": round(now - at, 3)} for s, at in found],
+                }
+            )
+        )
         return 0
     console.print("  ".join(f"{k.value}: {v}" for k, v in counts.items()))
     table = Table("saga id", "updated", "idle (s)")
@@ -131,7 +154,9 @@ async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
     before = time.time() - older_than
     async with open_store(settings) as store:
         found = {
-            status.value: await store.by_status(status, 1000, None if status is SagaStatus.FAILED else before)
+            status.value: await store.by_status(
+                status, 1000, None if status is SagaStatus.FAILED else before
+            )
             for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
         }
     total = sum(len(v) for v in found.values())
@@ -154,7 +179,9 @@ async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
             click.echo(str(exc), err=True)
             return 1
     if decision.ignored:
-        click.echo(f"nothing done: {decision.ignored} (status {decision.state.status.value})", err=True)
+        click.echo(
+            f"nothing done: {decision.ignored} (status {decision.state.status.value})", err=True
+        )
         return 1
     click.echo(f"{action.action}: saga {saga_id} is now {decision.state.status.value}")
     return 0
@@ -171,12 +198,12 @@ async def saga_outcomes(settings: Settings) -> dict[str, str]:
 
 
 async def books(settings: Settings, as_json: bool) -> int:
-    from participants.payments import check_books  # noqa: PLC0415 - composition root
+    from participants.payments import Ledger  # noqa: PLC0415 - composition root
 
     outcomes = await saga_outcomes(settings)
     client = aioredis.Redis.from_url(str(settings.redis.url))
     try:
-        report = await check_books(client, settings.namespace, outcomes)
+        report = await Ledger(client, settings.namespace).check_books(outcomes)
     finally:
         await client.aclose()
     if as_json:
@@ -188,13 +215,20 @@ async def books(settings: Settings, as_json: bool) -> int:
 
 
 def dead_letter_queues(topology: Topology, participants: tuple[str, ...]) -> list[str]:
-    sources = [topology.start_queue, topology.replies_queue, *map(topology.command_queue, participants)]
+    sources = [
+        topology.start_queue,
+        topology.replies_queue,
+        *map(topology.command_queue, participants),
+    ]
     return [topology.dead_letter_queue(q) for q in sources]
 
 
 async def dead_letters(settings: Settings, as_json: bool) -> int:
     async with open_runtime(settings) as rt:
-        depths = {q: await rt.broker.queue_depth(q) for q in dead_letter_queues(rt.broker.topology, rt.catalog.participants)}
+        depths = {
+            q: await rt.broker.queue_depth(q)
+            for q in dead_letter_queues(rt.broker.topology, rt.catalog.participants)
+        }
     if as_json:
         click.echo(json.dumps(depths))
     else:

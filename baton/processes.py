@@ -20,7 +20,9 @@ class ProcessGroup:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
 
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``baton ARGS`` as ``name``; its stderr (the JSON log) goes to ``<name>.log``."""
         log = self._logs.get(name) or (self._log_dir / f"{name}.log").open("ab")
         self._logs[name] = log
