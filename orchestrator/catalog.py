@@ -28,7 +28,9 @@ class Catalog:
             self._by_key[definition.key] = definition
             current = self._latest.get(definition.trigger)
             if current is not None and current.name != definition.name:
-                raise DefinitionError(f"{definition.trigger} starts both {current.name} and {definition.name}")
+                raise DefinitionError(
+                    f"{definition.trigger} starts both {current.name} and {definition.name}"
+                )
             if current is None or definition.version > current.version:
                 self._latest[definition.trigger] = definition
 

@@ -157,7 +157,7 @@ def check(definition: SagaDefinition) -> None:
         known[step.name] = set(reply.model_fields)
         seen_pivot = seen_pivot or step.kind == "pivot"
     for name, path in definition.output.items():
-        head, _, rest = path.partition(".")
+        head = path.partition(".")[0]
         if head not in ("input", "steps", "saga"):
             raise DefinitionError(f"output {name}: path {path!r} names nothing known")
 

@@ -71,22 +71,35 @@ class _Draft:
         steps[name] = steps[name].model_copy(update=changes)
         self.update(steps=steps)
 
-    def note(self, what: str, step: str = "", phase: str = "", attempt: int = 0, detail: str = "") -> None:
+    def note(
+        self, what: str, step: str = "", phase: str = "", attempt: int = 0, detail: str = ""
+    ) -> None:
         self.history.append(HistoryEntry(self.now, what, step, phase, attempt, detail[:500]))
 
     def decision(self) -> Decision:
         wake = _wake_at(self.definition, self.state)
-        return Decision(self.state.model_copy(update={"wake_at": wake}), tuple(self.effects), tuple(self.history))
+        return Decision(
+            self.state.model_copy(update={"wake_at": wake}),
+            tuple(self.effects),
+            tuple(self.history),
+        )
 
 
 def _pivot_started(definition: SagaDefinition, state: SagaState) -> bool:
     pivot = definition.pivot_index
-    return pivot is not None and state.steps[definition.steps[pivot].name].status is not StepStatus.PENDING
+    return (
+        pivot is not None
+        and state.steps[definition.steps[pivot].name].status is not StepStatus.PENDING
+    )
 
 
 def _wake_at(definition: SagaDefinition, state: SagaState) -> float | None:
     times = [state.waiting.due] if state.waiting else []
-    if state.status is SagaStatus.RUNNING and state.deadline is not None and not _pivot_started(definition, state):
+    if (
+        state.status is SagaStatus.RUNNING
+        and state.deadline is not None
+        and not _pivot_started(definition, state)
+    ):
         times.append(state.deadline)
     return min(times) if times else None
 
@@ -149,10 +162,19 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
     )
     record = d.state.steps[step_name]
     if phase == "forward":
-        d.set_step(step_name, status=StepStatus.RUNNING, attempts=attempt, started_at=record.started_at or d.now)
+        d.set_step(
+            step_name,
+            status=StepStatus.RUNNING,
+            attempts=attempt,
+            started_at=record.started_at or d.now,
+        )
     else:
         d.set_step(step_name, status=StepStatus.COMPENSATING, compensation_attempts=attempt)
-    d.update(waiting=Waiting(step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s))
+    d.update(
+        waiting=Waiting(
+            step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s
+        )
+    )
     d.note("sent", step_name, phase, attempt, action.command)
 
 
@@ -252,7 +274,13 @@ def _begin_compensation(d: _Draft, failed_step: str, reason: str) -> None:
         for step in reversed(d.definition.steps)
         if step.kind == "compensatable" and d.state.steps[step.name].status in _TO_UNDO
     )
-    d.update(status=SagaStatus.COMPENSATING, compensation_plan=plan, failed_step=failed_step, reason=reason, waiting=None)
+    d.update(
+        status=SagaStatus.COMPENSATING,
+        compensation_plan=plan,
+        failed_step=failed_step,
+        reason=reason,
+        waiting=None,
+    )
     d.note("compensating", failed_step, detail=f"{reason}; undo {', '.join(plan) or 'nothing'}")
     if plan:
         _send(d, plan[0], "compensate", 1)
@@ -272,25 +300,50 @@ def _compensate_next(d: _Draft, done: str) -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
-def _unlimited(step: StepDefinition, phase: Phase, timed_out: bool) -> bool:
-    """A retriable step, and a pivot whose outcome is unknown, are retried until answered."""
+def _unlimited(step: StepDefinition, phase: Phase, outcome_unknown: bool) -> bool:
+    """A retriable step, and a pivot whose outcome is unknown, are retried until answered.
+
+    A technical failure leaves the pivot's outcome as unknown as a timeout does: an earlier
+    attempt of the same effect may still be in flight or may have applied with its reply lost.
+    """
     if phase != "forward":
         return False
-    return step.kind == "retriable" or (step.kind == "pivot" and timed_out)
+    return step.kind == "retriable" or (step.kind == "pivot" and outcome_unknown)
 
 
-def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, timed_out: bool) -> None:
+def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unknown: bool) -> None:
     step = d.definition.step(waiting.step)
     policy = _action(step, waiting.phase).retry
-    if _unlimited(step, waiting.phase, timed_out) or waiting.attempt < policy.max_attempts:
+    used = waiting.attempt
+    if waiting.phase == "compensate":
+        used -= d.state.steps[waiting.step].compensation_budget_from
+    if _unlimited(step, waiting.phase, outcome_unknown) or used < policy.max_attempts:
         attempt = waiting.attempt + 1
-        delay = policy.backoff_s(attempt, _unit(d.state.saga_id, waiting.step, waiting.phase, attempt))
-        d.update(waiting=Waiting(step=waiting.step, phase=waiting.phase, attempt=attempt, sent=False, due=d.now + delay))
-        d.note("retry_scheduled", waiting.step, waiting.phase, attempt, f"{reason}; in {delay:.3f}s")
+        delay = policy.backoff_s(
+            attempt, _unit(d.state.saga_id, waiting.step, waiting.phase, attempt)
+        )
+        d.update(
+            waiting=Waiting(
+                step=waiting.step,
+                phase=waiting.phase,
+                attempt=attempt,
+                sent=False,
+                due=d.now + delay,
+            )
+        )
+        d.note(
+            "retry_scheduled", waiting.step, waiting.phase, attempt, f"{reason}; in {delay:.3f}s"
+        )
         return
     if waiting.phase == "compensate":
         d.set_step(waiting.step, status=StepStatus.COMPENSATION_FAILED, error=reason)
-        _finish(d, SagaStatus.FAILED, "failed", failed_step=waiting.step, reason=f"compensation failed: {reason}")
+        _finish(
+            d,
+            SagaStatus.FAILED,
+            "failed",
+            failed_step=waiting.step,
+            reason=f"compensation failed: {reason}",
+        )
         return
     d.set_step(waiting.step, status=StepStatus.UNKNOWN, error=reason, finished_at=d.now)
     _give_up_forward(d, step, reason)
@@ -309,19 +362,34 @@ def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
     waiting = d.state.waiting
     if d.state.status.is_finished:
         return Decision(d.state, ignored="saga_finished")
-    if waiting is None or not waiting.sent or (reply.step, reply.phase) != (waiting.step, waiting.phase):
+    if (
+        waiting is None
+        or not waiting.sent
+        or (reply.step, reply.phase) != (waiting.step, waiting.phase)
+    ):
         return Decision(d.state, ignored="not_awaited")
     if reply.attempt != waiting.attempt:
         return Decision(d.state, ignored="stale_attempt")
     step = d.definition.step(waiting.step)
     expected = _action(step, waiting.phase).reply
     if reply.failure_reason is None and reply.kind != expected:
-        reply = ReplyReceived(reply.step, reply.phase, reply.attempt, reply.kind, {}, "unexpected_reply", True)
+        reply = ReplyReceived(
+            reply.step, reply.phase, reply.attempt, reply.kind, {}, "unexpected_reply", True
+        )
     if reply.failure_reason is None:
         _succeeded(d, step, waiting, reply)
-    elif reply.retriable or reply.failure_reason in _action(step, waiting.phase).retry.retriable_reasons:
-        d.note("failed", step.name, waiting.phase, waiting.attempt, f"{reply.failure_reason} (retriable)")
-        _retry_or_give_up(d, waiting, reply.failure_reason, timed_out=False)
+    elif (
+        reply.retriable
+        or reply.failure_reason in _action(step, waiting.phase).retry.retriable_reasons
+    ):
+        d.note(
+            "failed",
+            step.name,
+            waiting.phase,
+            waiting.attempt,
+            f"{reply.failure_reason} (retriable)",
+        )
+        _retry_or_give_up(d, waiting, reply.failure_reason, outcome_unknown=reply.retriable)
     else:
         _rejected(d, step, waiting, reply.failure_reason)
     return d.decision()
@@ -330,7 +398,9 @@ def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
 def _succeeded(d: _Draft, step: StepDefinition, waiting: Waiting, reply: ReplyReceived) -> None:
     d.note("succeeded", step.name, waiting.phase, waiting.attempt, reply.kind)
     if waiting.phase == "forward":
-        d.set_step(step.name, status=StepStatus.SUCCEEDED, output=reply.body, error=None, finished_at=d.now)
+        d.set_step(
+            step.name, status=StepStatus.SUCCEEDED, output=reply.body, error=None, finished_at=d.now
+        )
         _advance(d, step.name)
     else:
         d.set_step(step.name, status=StepStatus.COMPENSATED, error=None)
@@ -340,13 +410,19 @@ def _succeeded(d: _Draft, step: StepDefinition, waiting: Waiting, reply: ReplyRe
 def _rejected(d: _Draft, step: StepDefinition, waiting: Waiting, reason: str) -> None:
     d.note("rejected", step.name, waiting.phase, waiting.attempt, reason)
     if waiting.phase == "compensate":  # a compensation must not refuse: retry it, then fail
-        _retry_or_give_up(d, waiting, reason, timed_out=False)
+        _retry_or_give_up(d, waiting, reason, outcome_unknown=False)
         return
     d.set_step(step.name, status=StepStatus.REJECTED, error=reason, finished_at=d.now)
     if step.kind == "retriable":
         # Definitions forbid business failures after the pivot; if one happens anyway the
         # money has moved and only a person can decide what to do.
-        _finish(d, SagaStatus.FAILED, "failed", failed_step=step.name, reason=f"rejected after pivot: {reason}")
+        _finish(
+            d,
+            SagaStatus.FAILED,
+            "failed",
+            failed_step=step.name,
+            reason=f"rejected after pivot: {reason}",
+        )
         return
     _begin_compensation(d, step.name, reason)
 
@@ -356,10 +432,16 @@ def _on_tick(d: _Draft) -> Decision:
     if state.status.is_finished:
         return Decision(state, ignored="saga_finished")
     deadline_passed = state.deadline is not None and d.now >= state.deadline
-    if state.status is SagaStatus.RUNNING and deadline_passed and not _pivot_started(d.definition, state):
+    if (
+        state.status is SagaStatus.RUNNING
+        and deadline_passed
+        and not _pivot_started(d.definition, state)
+    ):
         waiting = state.waiting
         if waiting is not None:
-            d.set_step(waiting.step, status=StepStatus.UNKNOWN, error="saga_deadline", finished_at=d.now)
+            d.set_step(
+                waiting.step, status=StepStatus.UNKNOWN, error="saga_deadline", finished_at=d.now
+            )
         _begin_compensation(d, waiting.step if waiting else "", "saga_deadline")
         return d.decision()
     waiting = state.waiting
@@ -369,7 +451,7 @@ def _on_tick(d: _Draft) -> Decision:
         _send(d, waiting.step, waiting.phase, waiting.attempt)
     else:
         d.note("timed_out", waiting.step, waiting.phase, waiting.attempt)
-        _retry_or_give_up(d, waiting, "timeout", timed_out=True)
+        _retry_or_give_up(d, waiting, "timeout", outcome_unknown=True)
     return d.decision()
 
 
@@ -382,12 +464,18 @@ def _on_operator(d: _Draft, action: OperatorAction) -> Decision:
         return _abort(d, action)
     waiting = state.waiting
     if state.status is SagaStatus.FAILED:
-        if action.action != "retry" or state.failed_step is None or not state.compensation_plan:
+        # Resume the plan at its first step not yet undone. That is not always failed_step:
+        # an abort without compensation leaves failed_step naming the forward step that failed.
+        undone = StepStatus.COMPENSATED
+        plan = state.compensation_plan
+        resume = next((s for s in plan if state.steps[s].status is not undone), None)
+        if action.action != "retry" or resume is None:
             return Decision(state, ignored="nothing_to_retry")
         # A fresh compensation budget from the step that ran out of it.
-        record = state.steps[state.failed_step]
+        record = state.steps[resume]
+        d.set_step(resume, compensation_budget_from=record.compensation_attempts)
         d.update(status=SagaStatus.COMPENSATING)
-        _send(d, state.failed_step, "compensate", record.compensation_attempts + 1)
+        _send(d, resume, "compensate", record.compensation_attempts + 1)
         return d.decision()
     if waiting is None:
         return Decision(state, ignored="nothing_to_resume")
@@ -397,6 +485,8 @@ def _on_operator(d: _Draft, action: OperatorAction) -> Decision:
 
 def _abort(d: _Draft, action: OperatorAction) -> Decision:
     state = d.state
+    if not action.compensate and state.status is SagaStatus.FAILED:
+        return Decision(state, ignored="already_failed")
     if not action.compensate:
         _finish(d, SagaStatus.FAILED, "failed", reason=f"aborted by {action.actor}")
         return d.decision()
@@ -413,7 +503,11 @@ def decide(definition: SagaDefinition, state: SagaState, event: Event, now: floa
     """The next state and effects for one event. ``ignored`` is set when nothing changes."""
     draft = _Draft(definition, state, now)
     if isinstance(event, ReplyReceived):
-        return _on_reply(draft, event)
-    if isinstance(event, Tick):
-        return _on_tick(draft)
-    return _on_operator(draft, event)
+        decision = _on_reply(draft, event)
+    elif isinstance(event, Tick):
+        decision = _on_tick(draft)
+    else:
+        decision = _on_operator(draft, event)
+    if decision.ignored is not None:  # the caller writes nothing: show it the state it keeps
+        return Decision(state, ignored=decision.ignored)
+    return decision

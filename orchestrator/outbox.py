@@ -83,11 +83,18 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
 def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[OutboxEntry]:
     body = effect.event.model_dump_json().encode()
     envelope = Envelope(
-        kind=effect.event.KIND, saga_id=state.saga_id, saga=state.saga, traceparent=state.traceparent
+        kind=effect.event.KIND,
+        saga_id=state.saga_id,
+        saga=state.saga,
+        traceparent=state.traceparent,
     )
-    wire = Wire(body, effect.event.KIND, envelope.message_id, state.saga_id, headers=envelope.headers())
+    wire = Wire(
+        body, effect.event.KIND, envelope.message_id, state.saga_id, headers=envelope.headers()
+    )
     routing = topology.event_routing_key(state.saga, effect.event.event)
-    entries = [OutboxEntry(envelope.message_id, state.saga_id, topology.events_exchange, routing, wire)]
+    entries = [
+        OutboxEntry(envelope.message_id, state.saga_id, topology.events_exchange, routing, wire)
+    ]
     if effect.final and state.reply_to:
         reply_id = new_message_id()
         reply = Wire(body, effect.event.KIND, reply_id, state.saga_id, headers=envelope.headers())
@@ -95,7 +102,9 @@ def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[Out
     return entries
 
 
-def outbox_entries(topology: Topology, state: SagaState, effects: tuple[Effect, ...]) -> list[OutboxEntry]:
+def outbox_entries(
+    topology: Topology, state: SagaState, effects: tuple[Effect, ...]
+) -> list[OutboxEntry]:
     """The messages for a decision's effects, in order."""
     entries: list[OutboxEntry] = []
     for effect in effects:

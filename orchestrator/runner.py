@@ -77,7 +77,9 @@ class Orchestrator:
                 raise UnknownSaga(saga_id)
             definition = self._catalog.get(state.saga, state.definition_version)
             if definition is None:
-                raise ContractError("unknown_definition", f"{state.saga} v{state.definition_version}")
+                raise ContractError(
+                    "unknown_definition", f"{state.saga} v{state.definition_version}"
+                )
             decision = decide(definition, state, event, self._clock())
             if decision.ignored:
                 self.metrics.ignored.labels(decision.ignored).inc()
@@ -116,7 +118,14 @@ class Orchestrator:
         structlog.contextvars.bind_contextvars(saga_id=saga_id, saga=definition.name)
         traceparent = continue_or_start(envelope.traceparent)
         structlog.contextvars.bind_contextvars(trace_id=trace_id(traceparent))
-        decision = start(definition, saga_id, body, self._clock(), reply_to=wire.reply_to or "", traceparent=traceparent)
+        decision = start(
+            definition,
+            saga_id,
+            body,
+            self._clock(),
+            reply_to=wire.reply_to or "",
+            traceparent=traceparent,
+        )
         outbox = outbox_entries(self._topology, decision.state, decision.effects)
         if await self._store.create(decision.state, decision.history, outbox):
             self.metrics.observe(decision)
@@ -130,8 +139,11 @@ class Orchestrator:
     async def handle_reply(self, wire: Wire) -> str:
         envelope, body = decode(wire)
         structlog.contextvars.bind_contextvars(
-            saga_id=envelope.saga_id, step=envelope.step, phase=envelope.phase,
-            attempt=envelope.attempt, trace_id=trace_id(envelope.traceparent),
+            saga_id=envelope.saga_id,
+            step=envelope.step,
+            phase=envelope.phase,
+            attempt=envelope.attempt,
+            trace_id=trace_id(envelope.traceparent),
         )
         failure = body if isinstance(body, StepFailed) else None
         event = ReplyReceived(
@@ -164,11 +176,16 @@ class Orchestrator:
         return on_message
 
     async def _settle(
-        self, queue: str, handler: Callable[[Wire], Awaitable[str]], message: AbstractIncomingMessage
+        self,
+        queue: str,
+        handler: Callable[[Wire], Awaitable[str]],
+        message: AbstractIncomingMessage,
     ) -> None:
         """The one place that maps a handling outcome to a broker action."""
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(queue=queue, message_id=message.message_id, kind=message.type)
+        structlog.contextvars.bind_contextvars(
+            queue=queue, message_id=message.message_id, kind=message.type
+        )
         started = time.perf_counter()
         try:
             outcome = await handler(wire_of(message))
@@ -195,7 +212,7 @@ class Orchestrator:
     # -- background loops ----------------------------------------------------------------------
 
     async def _deadline_loop(self, stop: asyncio.Event) -> None:
-        """Feed a Tick to every saga whose wake-up time has passed (timeouts, retries, deadlines)."""
+        """Tick every saga whose wake-up time has passed (timeouts, retries, deadlines)."""
         while not stop.is_set():
             due = await self._guarded(self._store.due(self._clock(), self._config.due_batch))
             if due:
@@ -218,7 +235,9 @@ class Orchestrator:
         now = self._clock()
         pending = await self._store.outbox_pending(now - self._config.outbox_grace_s, 500)
         for entry in pending:
-            await self._broker.publish(entry.wire, exchange=entry.exchange, routing_key=entry.routing_key)
+            await self._broker.publish(
+                entry.wire, exchange=entry.exchange, routing_key=entry.routing_key
+            )
             await self._store.outbox_done(entry.saga_id, [entry.id])
             self.metrics.outbox_swept.inc()
         if pending:
@@ -238,11 +257,13 @@ class Orchestrator:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume starts and replies and run the loops until ``stop``; then drain in-flight work."""
+        """Consume starts and replies, run the loops until ``stop``, then drain in-flight work."""
         t = self._topology
         await self._broker.declare(self._catalog.participants)
         await self._broker.consume(t.start_queue, self._callback(t.start_queue, self.handle_start))
-        await self._broker.consume(t.replies_queue, self._callback(t.replies_queue, self.handle_reply))
+        await self._broker.consume(
+            t.replies_queue, self._callback(t.replies_queue, self.handle_reply)
+        )
         loops = [
             asyncio.create_task(self._deadline_loop(stop), name="deadlines"),
             asyncio.create_task(self._sweep_loop(stop), name="outbox-sweeper"),

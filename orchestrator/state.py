@@ -45,6 +45,9 @@ class StepRecord(BaseModel):
     status: StepStatus = StepStatus.PENDING
     attempts: int = 0  # forward attempts sent
     compensation_attempts: int = 0
+    # Compensation attempts made before the current budget: an operator retry restarts the
+    # budget without reusing attempt numbers (stale-reply detection depends on them).
+    compensation_budget_from: int = 0
     output: dict[str, Any] = {}
     error: str | None = None
     started_at: float | None = None
