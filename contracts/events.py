@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from contracts.base import Contract
 
 Lifecycle = Literal["started", "completed", "compensated", "failed"]
@@ -19,4 +21,4 @@ class SagaEvent(Contract):
     status: str
     failed_step: str | None = None
     reason: str | None = None
-    output: dict[str, object] = {}
+    output: dict[str, object] = Field(default_factory=dict)

@@ -111,13 +111,11 @@ class Broker:
 
     async def _exchange(self, name: str, kind: aio_pika.ExchangeType) -> AbstractExchange:
         if name not in self._exchanges:
-            self._exchanges[name] = await self._publisher.declare_exchange(
-                name, kind, durable=True
-            )
+            self._exchanges[name] = await self._publisher.declare_exchange(name, kind, durable=True)
         return self._exchanges[name]
 
     async def _queue(self, name: str, exchange: AbstractExchange | None, routing_key: str) -> None:
-        """Declare ``name`` with its dead-letter queue; bind it unless fed by the default exchange."""
+        """Declare ``name`` and its dead-letter queue; bind it unless fed by queue name."""
         dlx = await self._exchange(self.topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT)
         dead = self.topology.dead_letter_queue(name)
         dead_queue = await self._publisher.declare_queue(

@@ -97,6 +97,8 @@ def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract
     try:
         body = model.model_validate_json(wire.body)
     except ValidationError as exc:
-        reason = "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_body"
+        reason = (
+            "not_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_body"
+        )
         raise ContractError(reason, _summary(exc)) from exc
     return envelope, body

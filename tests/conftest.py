@@ -51,7 +51,9 @@ async def redis_client(redis_url: str, namespace: str) -> AsyncIterator[aioredis
     await client.aclose()
 
 
-def topology_names(topology: Topology, participants: tuple[str, ...] = PARTICIPANTS) -> tuple[list[str], list[str]]:
+def topology_names(
+    topology: Topology, participants: tuple[str, ...] = PARTICIPANTS
+) -> tuple[list[str], list[str]]:
     """(queues, exchanges) that ``Broker.declare`` creates, for clean-up."""
     queues = [topology.replies_queue, topology.start_queue]
     queues += [topology.command_queue(p) for p in participants]

@@ -26,7 +26,9 @@ from orchestrator.state import SagaState
 T = TypeVar("T")
 
 
-def fast_payment(timeout_s: float = 1.0, deadline_s: float = 60.0, max_attempts: int = 3) -> SagaDefinition:
+def fast_payment(
+    timeout_s: float = 1.0, deadline_s: float = 60.0, max_attempts: int = 3
+) -> SagaDefinition:
     """The payment saga with short timeouts and backoffs, so timeout tests run in seconds."""
     data = builtin_definitions()[0].model_dump(mode="json")
     data["deadline_s"] = deadline_s
@@ -38,7 +40,9 @@ def fast_payment(timeout_s: float = 1.0, deadline_s: float = 60.0, max_attempts:
     return parse_definition(data)
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 15.0, what: str = "") -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], timeout_s: float = 15.0, what: str = ""
+) -> T:
     """Poll ``check`` until it returns something truthy, or fail after ``timeout_s``."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -63,11 +67,14 @@ class Baton:
 
     async def start(self, body: Start, *, saga: str = "payment") -> str:
         envelope = Envelope(kind=body.KIND, saga_id="-", reply_to=self.reply_queue)
-        await self.broker.publish(encode(envelope, body), exchange="", routing_key=self.broker.topology.start_queue)
+        await self.broker.publish(
+            encode(envelope, body), exchange="", routing_key=self.broker.topology.start_queue
+        )
         return saga_id_for(saga, body.idempotency_key)
 
     async def final(self, saga_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
         """The saga's final event (sent to the start's reply_to)."""
+
         async def arrived() -> dict[str, Any] | None:
             return self.finals.get(saga_id)
 
@@ -89,7 +96,9 @@ async def running_baton(
     """One orchestrator replica, in this process, until the block ends."""
     store = RedisSagaStore(redis_client, namespace=settings.namespace, shards=4, retention_s=3600)
     orchestrator = Orchestrator(
-        catalog or Catalog([fast_payment()]), store, broker,
+        catalog or Catalog([fast_payment()]),
+        store,
+        broker,
         config=RunnerConfig(tick_interval_s=0.02, outbox_grace_s=0.5),
     )
     baton = Baton(broker, store, orchestrator, settings)
@@ -145,4 +154,6 @@ class ScriptedParticipant:
         if attempt is not None:
             envelope = envelope.model_copy(update={"attempt": attempt})
         t = self._broker.topology
-        await self._broker.publish(encode(envelope, body), exchange=t.replies_exchange, routing_key=t.replies_queue)
+        await self._broker.publish(
+            encode(envelope, body), exchange=t.replies_exchange, routing_key=t.replies_queue
+        )

@@ -9,8 +9,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import envelope as env
 from contracts.envelope import Envelope
-from contracts.payments import AuthorizePayment
 from contracts.money import Money
+from contracts.payments import AuthorizePayment
 from messaging.amqp import Broker, wire_of
 from messaging.codec import decode, encode
 
@@ -21,7 +21,9 @@ async def test_publish_consume_and_dead_letter(broker: Broker) -> None:
     t = broker.topology
     body = AuthorizePayment(account_id="acct-1", amount=Money(minor=500, currency="EUR"))
     envelope = Envelope(kind=body.KIND, saga_id="s1", step="authorize_payment", attempt=1)
-    await broker.publish(encode(envelope, body), exchange=t.commands_exchange, routing_key="payment")
+    await broker.publish(
+        encode(envelope, body), exchange=t.commands_exchange, routing_key="payment"
+    )
 
     got: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
 

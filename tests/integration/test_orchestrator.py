@@ -6,13 +6,13 @@ retries, timeouts, duplicates, stale attempts and lost replies are all provoked 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from contracts import payments as p
-from contracts.base import StepFailed
+from contracts.base import Reply, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
 from messaging.amqp import Broker
@@ -25,13 +25,13 @@ from tests.integration.harness import Baton, ScriptedParticipant, eventually, ru
 pytestmark = pytest.mark.integration
 
 STEPS = ("payment", "risk", "pci", "transaction")
-SUCCESS: dict[str, p.Reply] = {
+SUCCESS: dict[str, Reply] = {
     "payment": p.PaymentAuthorized(hold_id="hold-1"),
     "risk": p.RiskAssessed(score=12),
     "pci": p.ComplianceApproved(attestation_id="att-1"),
     "transaction": p.TransactionCaptured(capture_id="cap-1"),
 }
-UNDONE: dict[str, p.Reply] = {
+UNDONE: dict[str, Reply] = {
     "payment": p.AuthorizationVoided(released=True),
     "risk": p.RiskExposureReleased(released=True),
     "pci": p.AttestationRevoked(revoked=True),
@@ -40,18 +40,25 @@ UNDONE: dict[str, p.Reply] = {
 
 def a_payment(key: str = "k-1") -> p.StartTransaction:
     return p.StartTransaction(
-        idempotency_key=key, account_id="acct-1", merchant_id="m-1",
-        amount=Money(minor=1250, currency="EUR"), card_token="tok_abcdef123456",
+        idempotency_key=key,
+        account_id="acct-1",
+        merchant_id="m-1",
+        amount=Money(minor=1250, currency="EUR"),
+        card_token="tok_abcdef123456",
     )
 
 
 @pytest.fixture
 def settings(namespace: str, rabbit_url: str, redis_url: str) -> Settings:
-    return Settings.model_validate({"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}})
+    return Settings.model_validate(
+        {"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}}
+    )
 
 
 @pytest.fixture
-async def baton(broker: Broker, redis_client: aioredis.Redis, settings: Settings) -> AsyncIterator[Baton]:
+async def baton(
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings
+) -> AsyncIterator[Baton]:
     async with running_baton(broker, redis_client, settings) as running:
         yield running
 
@@ -67,7 +74,9 @@ async def answer_all(world: dict[str, ScriptedParticipant], upto: int = 4) -> No
         await world[name].reply(command, SUCCESS[name])
 
 
-async def test_happy_path_completes_with_output(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+async def test_happy_path_completes_with_output(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
     saga_id = await baton.start(a_payment())
     await answer_all(world)
     final = await baton.final(saga_id)
@@ -90,7 +99,9 @@ async def test_business_failure_compensates_completed_steps_in_reverse(
     for name in reversed(STEPS[:failing]):
         compensation = await world[name].next()
         assert compensation.envelope.phase == "compensate"
-        assert compensation.envelope.compensates == effect_id(saga_id, compensation.envelope.step, "forward")
+        assert compensation.envelope.compensates == effect_id(
+            saga_id, compensation.envelope.step, "forward"
+        )
         undone.append(name)
         await world[name].reply(compensation, UNDONE[name])
     final = await baton.final(saga_id)
@@ -120,7 +131,9 @@ async def answer_all_after(world: dict[str, ScriptedParticipant], done: str) -> 
         await world[name].reply(command, SUCCESS[name])
 
 
-async def test_step_timeout_resends_then_completes(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+async def test_step_timeout_resends_then_completes(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
     saga_id = await baton.start(a_payment())
     ignored = await world["payment"].next()  # no answer: the step times out
     retried = await world["payment"].next(timeout_s=10)
@@ -132,7 +145,9 @@ async def test_step_timeout_resends_then_completes(baton: Baton, world: dict[str
     assert "timed_out" in history
 
 
-async def test_duplicate_and_stale_replies_change_nothing(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+async def test_duplicate_and_stale_replies_change_nothing(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
     saga_id = await baton.start(a_payment())
     first = await world["payment"].next()
     await world["payment"].reply(first, StepFailed(reason="flaky", retriable=True))
@@ -144,7 +159,10 @@ async def test_duplicate_and_stale_replies_change_nothing(baton: Baton, world: d
     await answer_all_after(world, "payment")
     assert (await baton.final(saga_id))["event"] == "completed"
     ignored = baton.orchestrator.metrics.ignored
-    assert ignored.labels("stale_attempt")._value.get() + ignored.labels("not_awaited")._value.get() >= 2
+    assert (
+        ignored.labels("stale_attempt")._value.get() + ignored.labels("not_awaited")._value.get()
+        >= 2
+    )
     assert world["risk"].inbox.empty(), "exactly one risk command was sent"
 
 
@@ -161,7 +179,9 @@ async def test_lost_capture_reply_is_retried_never_compensated(
     assert all(q.inbox.empty() for q in world.values()), "no compensation was sent"
 
 
-async def test_duplicate_start_starts_one_saga(baton: Baton, world: dict[str, ScriptedParticipant]) -> None:
+async def test_duplicate_start_starts_one_saga(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
     first = await baton.start(a_payment("same-key"))
     second = await baton.start(a_payment("same-key"))
     assert first == second
@@ -178,11 +198,14 @@ async def test_same_key_different_payment_is_dead_lettered(
     other = a_payment("reused").model_copy(update={"amount": Money(minor=99, currency="EUR")})
     await baton.start(other)
     start_queue = baton.broker.topology.start_queue
-    assert await eventually(lambda: _equals(baton.dead_letters(start_queue), 1), what="dead letter")
+    assert await eventually(dead_lettered(baton, start_queue, 1), what="dead letter")
 
 
-async def _equals(value: object, expected: int) -> bool:
-    return await value == expected  # type: ignore[misc]
+def dead_lettered(baton: Baton, queue: str, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await baton.dead_letters(queue) == count
+
+    return check
 
 
 MALFORMED: list[tuple[str, Wire]] = [
@@ -192,12 +215,27 @@ MALFORMED: list[tuple[str, Wire]] = [
     ("missing_type", Wire(b"{}", kind=None)),
     ("wrong_content_type", Wire(b"{}", kind=p.StartTransaction.KIND, content_type="text/plain")),
     ("huge_body", Wire(b" " * (300 * 1024), kind=p.StartTransaction.KIND)),
-    ("negative_amount", Wire(
-        a_payment().model_dump_json().replace('"minor":1250', '"minor":-5').encode(), kind=p.StartTransaction.KIND)),
-    ("unknown_currency", Wire(
-        a_payment().model_dump_json().replace('"EUR"', '"XXX"').encode(), kind=p.StartTransaction.KIND)),
-    ("float_money", Wire(
-        a_payment().model_dump_json().replace('"minor":1250', '"minor":12.5').encode(), kind=p.StartTransaction.KIND)),
+    (
+        "negative_amount",
+        Wire(
+            a_payment().model_dump_json().replace('"minor":1250', '"minor":-5').encode(),
+            kind=p.StartTransaction.KIND,
+        ),
+    ),
+    (
+        "unknown_currency",
+        Wire(
+            a_payment().model_dump_json().replace('"EUR"', '"XXX"').encode(),
+            kind=p.StartTransaction.KIND,
+        ),
+    ),
+    (
+        "float_money",
+        Wire(
+            a_payment().model_dump_json().replace('"minor":1250', '"minor":12.5').encode(),
+            kind=p.StartTransaction.KIND,
+        ),
+    ),
 ]
 
 
@@ -207,13 +245,18 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(baton: Ba
         await baton.broker.publish(wire, exchange="", routing_key=t.start_queue)
     reply_garbage = [
         Wire(b"[]", kind=p.PaymentAuthorized.KIND),  # no saga id header
-        Wire(b'{"hold_id": "h"}', kind=p.PaymentAuthorized.KIND,
-             headers=Envelope(kind=p.PaymentAuthorized.KIND, saga_id="no-such-saga").headers()),
+        Wire(
+            b'{"hold_id": "h"}',
+            kind=p.PaymentAuthorized.KIND,
+            headers=Envelope(kind=p.PaymentAuthorized.KIND, saga_id="no-such-saga").headers(),
+        ),
         Wire(b"\xff\xfe", kind=StepFailed.KIND, headers={"x-baton-saga-id": "s"}),
     ]
     for wire in reply_garbage:
         await baton.broker.publish(wire, exchange=t.replies_exchange, routing_key=t.replies_queue)
-    assert await eventually(lambda: _equals(baton.dead_letters(t.start_queue), len(MALFORMED)), what="start DLQ")
-    assert await eventually(lambda: _equals(baton.dead_letters(t.replies_queue), len(reply_garbage)), what="reply DLQ")
+    assert await eventually(dead_lettered(baton, t.start_queue, len(MALFORMED)), what="start DLQ")
+    assert await eventually(
+        dead_lettered(baton, t.replies_queue, len(reply_garbage)), what="reply DLQ"
+    )
     assert sum((await baton.store.counts()).values()) == 0, "no saga was created"
     assert await baton.broker.queue_depth(t.start_queue) == 0

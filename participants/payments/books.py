@@ -1,0 +1,123 @@
+"""The ledger's contents and the invariants checked after every run (design §8)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+# Final saga statuses the books are checked against; other statuses (running, failed) are
+# still owed work by an operator and are not judged.
+COMPLETED = "completed"
+COMPENSATED = "compensated"
+
+
+class Balance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    balance: int
+    currency: str
+    open: str = "1"
+
+
+class HoldRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hold_id: str
+    saga_id: str
+    account: str
+    amount: int
+    currency: str
+    status: Literal["held", "voided", "captured"]
+
+
+class CaptureRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    capture_id: str
+    saga_id: str
+    hold_id: str
+    merchant: str
+    amount: int
+    currency: str
+
+
+class Books(BaseModel):
+    """A snapshot of the ledger."""
+
+    accounts: dict[str, Balance]
+    merchants: dict[str, Balance]
+    holds: dict[str, HoldRecord]
+    captures: dict[str, CaptureRecord]
+    totals: dict[str, int]  # currency -> total money seeded
+    captures_per_saga: dict[str, int]
+
+
+class BooksReport(BaseModel):
+    """What is wrong with the books; every list holds saga ids, sorted."""
+
+    balanced: bool
+    imbalance: dict[str, int]  # currency -> (money found - money seeded), only where != 0
+    holds_left: list[str]
+    double_captures: list[str]
+    completed_not_captured: list[str]
+    compensated_but_captured: list[str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.balanced and not (
+            self.holds_left
+            or self.double_captures
+            or self.completed_not_captured
+            or self.compensated_but_captured
+        )
+
+
+def imbalance(books: Books) -> dict[str, int]:
+    """Money found minus money seeded, per currency: money is never created or lost."""
+    found: dict[str, int] = defaultdict(int)
+    for balance in (*books.accounts.values(), *books.merchants.values()):
+        found[balance.currency] += balance.balance
+    for hold in books.holds.values():
+        if hold.status == "held":
+            found[hold.currency] += hold.amount
+    currencies = found.keys() | books.totals.keys()
+    diff = {c: found.get(c, 0) - books.totals.get(c, 0) for c in currencies}
+    return {c: d for c, d in sorted(diff.items()) if d}
+
+
+def _captured_exactly(books: Books, saga_id: str) -> bool:
+    """One capture for the saga, of the amount of the hold it captured."""
+    captures = [c for c in books.captures.values() if c.saga_id == saga_id]
+    if len(captures) != 1 or books.captures_per_saga.get(saga_id, 0) != 1:
+        return False
+    hold = books.holds.get(captures[0].hold_id)
+    return hold is not None and hold.status == "captured" and hold.amount == captures[0].amount
+
+
+def audit(books: Books, outcomes: Mapping[str, str]) -> BooksReport:
+    """Check the books against each saga's final status (saga id -> status)."""
+    finished = {s for s, status in outcomes.items() if status in (COMPLETED, COMPENSATED)}
+    captured = {c.saga_id for c in books.captures.values()}
+    diff = imbalance(books)
+    return BooksReport(
+        balanced=not diff,
+        imbalance=diff,
+        holds_left=sorted(
+            {
+                h.saga_id
+                for h in books.holds.values()
+                if h.status == "held" and h.saga_id in finished
+            }
+        ),
+        double_captures=sorted(s for s, n in books.captures_per_saga.items() if n > 1),
+        completed_not_captured=sorted(
+            s for s, st in outcomes.items() if st == COMPLETED and not _captured_exactly(books, s)
+        ),
+        compensated_but_captured=sorted(
+            s for s, st in outcomes.items() if st == COMPENSATED and s in captured
+        ),
+    )

@@ -1,0 +1,118 @@
+"""Participant "pci": checks the card token and the merchant's PCI standing.
+
+A token is refused (``invalid_card_token``) when it is on the revoked list or malformed:
+not ``tok_`` plus 8-64 letters and digits, or a body of 12-19 digits only (a card number
+pasted where a vault token belongs). A merchant whose PCI status is not ``compliant``
+(unknown merchants included) is refused with ``merchant_not_compliant``. Approval issues an
+attestation, idempotent by effect id; ``RevokeAttestation`` withdraws it, and when it runs
+first the late check is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from contracts.payments import (
+    AttestationRevoked,
+    CheckCompliance,
+    ComplianceApproved,
+    RevokeAttestation,
+)
+from messaging.errors import StepRejected
+from participants.payments import scripts
+from participants.payments.ledger import derive_id
+from participants.sdk import Handlers, MessageContext, handles
+
+COMPLIANT = "compliant"
+TOKEN_SHAPE = re.compile(r"tok_[A-Za-z0-9]{8,64}")
+PAN_LIKE = re.compile(r"tok_[0-9]{12,19}")
+
+
+def fingerprint(token: str) -> str:
+    """What the revoked list stores: a token's hash, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def well_formed(token: str) -> bool:
+    """Whether ``token`` looks like a vault token (and not like a card number)."""
+    return bool(TOKEN_SHAPE.fullmatch(token)) and not PAN_LIKE.fullmatch(token)
+
+
+def check_token(token: str, *, revoked: bool) -> None:
+    """Refuse a malformed or revoked token."""
+    if revoked or not well_formed(token):
+        raise StepRejected("invalid_card_token")
+
+
+def check_merchant(status: str | None) -> None:
+    """Refuse a merchant that is not PCI compliant (or unknown)."""
+    if status != COMPLIANT:
+        raise StepRejected("merchant_not_compliant")
+
+
+@dataclass(frozen=True, slots=True)
+class PciKeys:
+    namespace: str
+
+    def merchant(self, merchant_id: str) -> str:
+        return f"{self.namespace}pci:merchant:{merchant_id}"
+
+    def attestation(self, effect_id: str) -> str:
+        return f"{self.namespace}pci:attestation:{effect_id}"
+
+    @property
+    def revoked_tokens(self) -> str:
+        return f"{self.namespace}pci:revoked_tokens"
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class PciService:
+    """Checks tokens and merchants, and keeps the attestations it issued."""
+
+    def __init__(self, redis: Redis, namespace: str) -> None:
+        self._redis = redis
+        self.keys = PciKeys(namespace)
+        self._issue = redis.register_script(scripts.ISSUE_ATTESTATION)
+        self._revoke = redis.register_script(scripts.REVOKE_ATTESTATION)
+
+    @handles(CheckCompliance)
+    async def check(self, cmd: CheckCompliance, ctx: MessageContext) -> ComplianceApproved:
+        key = self.keys.attestation(ctx.effect_id)
+        if await self._redis.exists(key):  # answered before, or revoked first
+            return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
+        token = fingerprint(cmd.card_token)
+        revoked = await self._redis.sismember(self.keys.revoked_tokens, token)
+        check_token(cmd.card_token, revoked=bool(revoked))
+        check_merchant(_text(await self._redis.get(self.keys.merchant(cmd.merchant_id))))
+        return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
+
+    async def _issue_once(self, key: str, ctx: MessageContext, cmd: CheckCompliance) -> str:
+        args = [derive_id("att", ctx.effect_id), ctx.saga_id, cmd.merchant_id]
+        status, value = await self._issue(keys=[key], args=args)
+        if _text(status) == "err":
+            raise StepRejected(_text(value) or "cancelled")
+        return _text(value) or ""
+
+    @handles(RevokeAttestation)
+    async def revoke(self, cmd: RevokeAttestation, ctx: MessageContext) -> AttestationRevoked:
+        revoked = await self._revoke(keys=[self.keys.attestation(ctx.compensates)])
+        return AttestationRevoked(revoked=bool(revoked))
+
+    async def set_merchant_status(self, merchant: str, status: str) -> None:
+        """Record a merchant's PCI status ("compliant", "expired", "suspended", ...)."""
+        await self._redis.set(self.keys.merchant(merchant), status)
+
+    async def revoke_token(self, token: str) -> None:
+        """Put a card token on the revoked list."""
+        await self._redis.sadd(self.keys.revoked_tokens, fingerprint(token))
+
+
+def pci_handlers(redis: Redis, namespace: str) -> Handlers:
+    return Handlers.of(PciService(redis, namespace))

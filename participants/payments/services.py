@@ -1,0 +1,44 @@
+"""The four payment participants by name, and the process that runs one of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from messaging.amqp import Broker
+from messaging.settings import Settings
+from participants.payments.authorization import authorization_handlers
+from participants.payments.pci import pci_handlers
+from participants.payments.risk import risk_handlers
+from participants.payments.transaction import transaction_handlers
+from participants.sdk import Handlers, Worker
+
+SERVICES: dict[str, Callable[[Redis, str], Handlers]] = {
+    "payment": authorization_handlers,
+    "risk": risk_handlers,
+    "pci": pci_handlers,
+    "transaction": transaction_handlers,
+}
+
+
+async def run_participant(name: str, settings: Settings, stop: asyncio.Event) -> None:
+    """Connect, declare this participant's queue, work until ``stop`` is set, close everything."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown participant {name!r}; known: {', '.join(sorted(SERVICES))}")
+    redis = Redis.from_url(str(settings.redis.url))
+    try:
+        broker = await Broker.connect(
+            str(settings.rabbit.url), settings.topology,
+            prefetch=settings.rabbit.prefetch, queue_type=settings.rabbit.queue_type,
+        )  # fmt: skip
+        try:
+            await broker.declare([name])
+            handlers = SERVICES[name](redis, settings.namespace)
+            worker = Worker(name, handlers, broker, redis, settings.namespace, settings.participant)
+            await worker.run(stop)
+        finally:
+            await broker.close()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,177 @@
+"""The ledger against real Redis: every refusal, idempotency by effect id, and the books check."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.money import Money
+from messaging.errors import StepRejected
+from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed, derive_id
+
+pytestmark = pytest.mark.integration
+
+
+def eur(minor: int) -> Money:
+    return Money(minor=minor, currency="EUR")
+
+
+@pytest.fixture
+async def ledger(redis_client: aioredis.Redis, namespace: str) -> Ledger:
+    books = Ledger(redis_client, namespace)
+    await books.seed(
+        [
+            AccountSeed(account_id="alice", balance_minor=10_000, currency="EUR"),
+            AccountSeed(account_id="bob", balance_minor=500, currency="EUR"),
+            AccountSeed(account_id="yuki", balance_minor=90_000, currency="JPY"),
+        ],
+        [
+            MerchantSeed(merchant_id="shop", currency="EUR"),
+            MerchantSeed(merchant_id="closed", currency="EUR", open=False),
+        ],
+    )
+    return books
+
+
+async def test_authorize_moves_money_into_one_hold_per_effect(ledger: Ledger) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(2_500))
+    again = await ledger.authorize("s1:auth", "s1", "alice", eur(2_500))
+    assert again == hold_id == derive_id("hold", "s1:auth")
+    assert await ledger.balance("alice") == 7_500
+    books = await ledger.snapshot()
+    assert books.holds[hold_id].status == "held"
+    assert books.holds[hold_id].amount == 2_500
+
+
+@pytest.mark.parametrize(
+    ("account", "amount", "reason"),
+    [
+        ("nobody", eur(100), "unknown_account"),
+        ("yuki", eur(100), "currency_mismatch"),
+        ("bob", eur(501), "insufficient_funds"),
+    ],
+)
+async def test_authorize_refusals_change_nothing(
+    ledger: Ledger, account: str, amount: Money, reason: str
+) -> None:
+    with pytest.raises(StepRejected) as refused:
+        await ledger.authorize("s1:auth", "s1", account, amount)
+    assert refused.value.reason == reason
+    assert (await ledger.snapshot()).holds == {}
+    assert (await ledger.check_books({})).balanced
+
+
+async def test_void_releases_a_hold_once(ledger: Ledger) -> None:
+    await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    assert await ledger.void("s1:auth") is True
+    assert await ledger.void("s1:auth") is False
+    assert await ledger.balance("alice") == 10_000
+    books = await ledger.snapshot()
+    assert books.holds[derive_id("hold", "s1:auth")].status == "voided"
+
+
+async def test_void_before_authorize_refuses_the_late_authorize(ledger: Ledger) -> None:
+    assert await ledger.void("s1:auth") is False
+    with pytest.raises(StepRejected) as refused:
+        await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    assert refused.value.reason == "cancelled"
+    assert await ledger.balance("alice") == 10_000
+    assert (await ledger.snapshot()).holds == {}
+
+
+async def test_capture_moves_the_hold_to_the_merchant_once(ledger: Ledger) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    first = await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
+    second = await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
+    assert first == second
+    books = await ledger.snapshot()
+    assert books.merchants["shop"].balance == 1_000
+    assert books.holds[hold_id].status == "captured"
+    assert books.captures_per_saga == {"s1": 1}
+    assert (await ledger.check_books({"s1": "completed"})).ok
+
+
+async def test_void_never_undoes_a_capture(ledger: Ledger) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
+    assert await ledger.void("s1:auth") is False
+    assert await ledger.balance("alice") == 9_000
+    assert (await ledger.snapshot()).holds[hold_id].status == "captured"
+
+
+@pytest.mark.parametrize(
+    ("hold", "merchant", "amount", "reason"),
+    [
+        ("real", "shop", 999, "hold_not_capturable"),  # wrong amount
+        ("unknown", "shop", 1_000, "hold_not_capturable"),
+        ("voided", "shop", 1_000, "hold_not_capturable"),
+        ("real", "closed", 1_000, "merchant_closed"),
+        ("real", "ghost", 1_000, "merchant_closed"),
+    ],
+)
+async def test_capture_refusals_change_nothing(
+    ledger: Ledger, hold: str, merchant: str, amount: int, reason: str
+) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    if hold == "voided":
+        await ledger.void("s1:auth")
+    target = {"real": hold_id, "voided": hold_id, "unknown": "hold_nope"}[hold]
+    with pytest.raises(StepRejected) as refused:
+        await ledger.capture("s1:capture", "s1", target, merchant, eur(amount))
+    assert refused.value.reason == reason
+    books = await ledger.snapshot()
+    assert books.captures == {}
+    assert books.holds[hold_id].status in ("held", "voided")
+
+
+async def _two_sagas(ledger: Ledger) -> dict[str, str]:
+    """A completed saga s1 and a compensated saga s2."""
+    hold = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    await ledger.capture("s1:capture", "s1", hold, "shop", eur(1_000))
+    await ledger.authorize("s2:auth", "s2", "alice", eur(2_000))
+    await ledger.void("s2:auth")
+    return {"s1": "completed", "s2": "compensated"}
+
+
+async def test_books_are_ok_after_a_clean_run(ledger: Ledger) -> None:
+    report = await ledger.check_books(await _two_sagas(ledger))
+    assert report.ok, report
+    assert report.model_dump()["ok"] is True
+
+
+async def test_books_flag_money_created(ledger: Ledger, redis_client: aioredis.Redis) -> None:
+    outcomes = await _two_sagas(ledger)
+    await redis_client.hincrby(ledger.keys.account("alice"), "balance", 7)
+    report = await ledger.check_books(outcomes)
+    assert not report.balanced
+    assert report.imbalance == {"EUR": 7}
+    assert not report.ok
+
+
+async def test_books_flag_a_hold_left_behind(ledger: Ledger) -> None:
+    outcomes = await _two_sagas(ledger)
+    await ledger.authorize("s3:auth", "s3", "alice", eur(100))
+    report = await ledger.check_books({**outcomes, "s3": "compensated"})
+    assert report.holds_left == ["s3"]
+    assert report.balanced  # a held amount is still money on the books
+    assert not report.ok
+    # A hold of a saga still running is not a violation.
+    assert (await ledger.check_books({**outcomes, "s3": "running"})).ok
+
+
+async def test_books_flag_a_double_capture(ledger: Ledger, redis_client: aioredis.Redis) -> None:
+    outcomes = await _two_sagas(ledger)
+    await redis_client.hincrby(ledger.keys.captures_per_saga, "s1", 1)
+    report = await ledger.check_books(outcomes)
+    assert report.double_captures == ["s1"]
+    assert report.completed_not_captured == ["s1"]  # not *exactly* once any more
+    assert not report.ok
+
+
+async def test_books_flag_outcomes_that_disagree_with_captures(ledger: Ledger) -> None:
+    await _two_sagas(ledger)
+    report = await ledger.check_books({"s1": "compensated", "s2": "completed"})
+    assert report.compensated_but_captured == ["s1"]
+    assert report.completed_not_captured == ["s2"]
+    assert report.balanced
+    assert not report.ok

@@ -1,0 +1,172 @@
+"""The four services' handlers called directly against real Redis, and the demo world's traps."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.envelope import Phase
+from contracts.money import Money
+from contracts.payments import (
+    AssessRisk,
+    AuthorizePayment,
+    CaptureTransaction,
+    CheckCompliance,
+    ReleaseRiskExposure,
+    RevokeAttestation,
+)
+from messaging.errors import StepRejected
+from participants.payments import DemoWorld, FailAt, seed_demo_world
+from participants.payments.authorization import AuthorizationService
+from participants.payments.ledger import Ledger
+from participants.payments.pci import COMPLIANT, PciService
+from participants.payments.risk import RiskService
+from participants.payments.transaction import TransactionService
+from participants.sdk import MessageContext
+
+pytestmark = pytest.mark.integration
+
+
+def ctx(saga_id: str, step: str, phase: Phase = "forward") -> MessageContext:
+    return MessageContext(
+        saga_id=saga_id, saga="payment", step=step, phase=phase,
+        effect_id=f"{saga_id}:{step}:{phase}", attempt=1, traceparent="", message_id="m",
+        compensates=f"{saga_id}:{step}:forward" if phase == "compensate" else "",
+    )  # fmt: skip
+
+
+def eur(minor: int) -> Money:
+    return Money(minor=minor, currency="EUR")
+
+
+@pytest.fixture
+def risk(redis_client: aioredis.Redis, namespace: str) -> RiskService:
+    return RiskService(redis_client, namespace, clock=lambda: 1_000_000.0)
+
+
+@pytest.fixture
+def pci(redis_client: aioredis.Redis, namespace: str) -> PciService:
+    return PciService(redis_client, namespace)
+
+
+async def test_risk_is_idempotent_and_release_gives_exposure_back(risk: RiskService) -> None:
+    cmd = AssessRisk(account_id="alice", merchant_id="shop", amount=eur(150_000))
+    first = await risk.assess(cmd, ctx("s1", "risk"))
+    again = await risk.assess(cmd, ctx("s1", "risk"))
+    assert first == again
+    assert first.score == 50
+    assert await risk.spent("alice", "EUR") == 150_000
+    released = await risk.release(ReleaseRiskExposure(), ctx("s1", "risk", "compensate"))
+    assert released.released is True
+    assert (
+        await risk.release(ReleaseRiskExposure(), ctx("s1", "risk", "compensate"))
+    ).released is False
+    assert await risk.spent("alice", "EUR") == 0
+
+
+async def test_risk_refuses_high_exposure_and_blocked_accounts(risk: RiskService) -> None:
+    await risk.assess(AssessRisk(account_id="alice", merchant_id="shop", amount=eur(300_000)),
+                      ctx("s1", "risk"))  # fmt: skip
+    big = AssessRisk(account_id="alice", merchant_id="shop", amount=eur(500_000))
+    with pytest.raises(StepRejected, match="risk_too_high"):
+        await risk.assess(big, ctx("s2", "risk"))
+    assert await risk.spent("alice", "EUR") == 300_000  # a refusal adds nothing
+    await risk.block("bob")
+    with pytest.raises(StepRejected, match="risk_too_high"):
+        await risk.assess(AssessRisk(account_id="bob", merchant_id="shop", amount=eur(1)),
+                          ctx("s3", "risk"))  # fmt: skip
+
+
+async def test_risk_release_first_refuses_the_late_assessment(risk: RiskService) -> None:
+    released = await risk.release(ReleaseRiskExposure(), ctx("s1", "risk", "compensate"))
+    assert released.released is False
+    with pytest.raises(StepRejected, match="cancelled"):
+        await risk.assess(AssessRisk(account_id="alice", merchant_id="shop", amount=eur(100)),
+                          ctx("s1", "risk"))  # fmt: skip
+    assert await risk.spent("alice", "EUR") == 0
+
+
+async def test_pci_attests_once_and_revokes(pci: PciService) -> None:
+    await pci.set_merchant_status("shop", COMPLIANT)
+    cmd = CheckCompliance(card_token="tok_abcdefgh1", merchant_id="shop")
+    first = await pci.check(cmd, ctx("s1", "pci"))
+    assert first == await pci.check(cmd, ctx("s1", "pci"))
+    assert first.attestation_id.startswith("att_")
+    revoke = RevokeAttestation()
+    assert (await pci.revoke(revoke, ctx("s1", "pci", "compensate"))).revoked is True
+    assert (await pci.revoke(revoke, ctx("s1", "pci", "compensate"))).revoked is False
+
+
+async def test_pci_refusals(pci: PciService) -> None:
+    await pci.set_merchant_status("shop", COMPLIANT)
+    await pci.set_merchant_status("shady", "expired")
+    await pci.revoke_token("tok_stolen0001")
+    cases = [("tok_stolen0001", "shop", "invalid_card_token"),
+             ("tok_4111111111111111", "shop", "invalid_card_token"),
+             ("tok_abcdefgh1", "shady", "merchant_not_compliant"),
+             ("tok_abcdefgh1", "unknown", "merchant_not_compliant")]  # fmt: skip
+    for n, (token, merchant, reason) in enumerate(cases):
+        with pytest.raises(StepRejected) as refused:
+            await pci.check(CheckCompliance(card_token=token, merchant_id=merchant),
+                            ctx(f"s{n}", "pci"))  # fmt: skip
+        assert refused.value.reason == reason
+
+
+async def test_pci_revoke_first_refuses_the_late_check(pci: PciService) -> None:
+    await pci.set_merchant_status("shop", COMPLIANT)
+    assert (await pci.revoke(RevokeAttestation(), ctx("s1", "pci", "compensate"))).revoked is False
+    with pytest.raises(StepRejected, match="cancelled"):
+        await pci.check(CheckCompliance(card_token="tok_abcdefgh1", merchant_id="shop"),
+                        ctx("s1", "pci"))  # fmt: skip
+
+
+async def run_saga(
+    redis: aioredis.Redis, namespace: str, world: DemoWorld, n: int, fails_at: FailAt | None
+) -> str | None:
+    """Drive one demo payment through the four handlers; the refusal reason, if any."""
+    start = world.transaction(n, fails_at=fails_at)
+    ledger, saga = Ledger(redis, namespace), f"saga-{n}"
+    try:
+        auth = await AuthorizationService(ledger).authorize(
+            AuthorizePayment(account_id=start.account_id, amount=start.amount), ctx(saga, "auth")
+        )
+        await RiskService(redis, namespace).assess(
+            AssessRisk(
+                account_id=start.account_id, merchant_id=start.merchant_id, amount=start.amount
+            ),
+            ctx(saga, "risk"),
+        )
+        att = await PciService(redis, namespace).check(
+            CheckCompliance(card_token=start.card_token, merchant_id=start.merchant_id),
+            ctx(saga, "pci"),
+        )
+        await TransactionService(ledger).capture(
+            CaptureTransaction(
+                hold_id=auth.hold_id,
+                merchant_id=start.merchant_id,
+                amount=start.amount,
+                attestation_id=att.attestation_id,
+            ),
+            ctx(saga, "capture"),
+        )
+    except StepRejected as exc:
+        return exc.reason
+    return None  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fails_at", "reason"),
+    [
+        (None, None),
+        ("authorize", "insufficient_funds"),
+        ("risk", "risk_too_high"),
+        ("pci", "invalid_card_token"),
+        ("pci_merchant", "merchant_not_compliant"),
+        ("capture", "merchant_closed"),
+    ],
+)
+async def test_demo_world_fails_where_documented(
+    redis_client: aioredis.Redis, namespace: str, fails_at: FailAt | None, reason: str | None
+) -> None:
+    world = await seed_demo_world(redis_client, namespace, accounts=3, balance_minor=100_000)
+    assert await run_saga(redis_client, namespace, world, 1, fails_at) == reason
