@@ -94,7 +94,12 @@ async def running_baton(
     broker: Broker, redis_client: aioredis.Redis, settings: Settings, catalog: Catalog | None = None
 ) -> AsyncIterator[Baton]:
     """One orchestrator replica, in this process, until the block ends."""
-    store = RedisSagaStore(redis_client, namespace=settings.namespace, shards=4, retention_s=3600)
+    store = RedisSagaStore(
+        redis_client,
+        namespace=settings.namespace,
+        shards=settings.orchestrator.shards,
+        retention_s=3600,
+    )
     orchestrator = Orchestrator(
         catalog or Catalog([fast_payment()]),
         store,
