@@ -106,7 +106,7 @@ def test_commands_and_replies_need_a_saga_id() -> None:
 
 def test_every_contract_kind_is_versioned_and_unique() -> None:
     assert all(kind.rsplit(".", 1)[-1].startswith("v") for kind in CONTRACTS)
-    assert len({model for model in CONTRACTS.values()}) == len(CONTRACTS)
+    assert len(set(CONTRACTS.values())) == len(CONTRACTS)
 
 
 def test_topology_names_carry_the_namespace() -> None:
