@@ -6,8 +6,9 @@ Both the orchestrator and the participants use it, so neither carries its own co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any
 
 import aio_pika
@@ -167,16 +168,9 @@ class Broker:
         When the copy cannot be published the original is rejected instead, so the broker's
         own dead-lettering still keeps it: nothing is dropped.
         """
-        headers: Mapping[str, Any] = dict(message.headers or {})
-        wire = Wire(
-            body=message.body,
-            kind=message.type,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            content_type=message.content_type,
-            reply_to=message.reply_to,
-            headers={**headers, env.H_REASON: reason[:500], env.H_SOURCE_QUEUE: queue},
-        )
+        original = wire_of(message)
+        reasons = {env.H_REASON: reason[:500], env.H_SOURCE_QUEUE: queue}
+        wire = replace(original, headers={**original.headers, **reasons})
         try:
             await self.publish(
                 wire,

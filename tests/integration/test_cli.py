@@ -36,13 +36,6 @@ class Result:
 
 
 @pytest.fixture
-def settings(namespace: str, rabbit_url: str, redis_url: str) -> Settings:
-    return Settings.model_validate(
-        {"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}}
-    )
-
-
-@pytest.fixture
 async def world(
     broker: Broker, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[DemoWorld]:

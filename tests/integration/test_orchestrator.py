@@ -49,13 +49,6 @@ def a_payment(key: str = "k-1") -> p.StartTransaction:
 
 
 @pytest.fixture
-def settings(namespace: str, rabbit_url: str, redis_url: str) -> Settings:
-    return Settings.model_validate(
-        {"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}}
-    )
-
-
-@pytest.fixture
 async def baton(
     broker: Broker, redis_client: aioredis.Redis, settings: Settings
 ) -> AsyncIterator[Baton]:
