@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Coroutine
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -75,8 +76,9 @@ def orchestrator(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option("--noop", is_flag=True, help="Answer every command at once (for `baton bench`).")
 @click.pass_context
-def participant(ctx: click.Context, name: str) -> None:
+def participant(ctx: click.Context, name: str, noop: bool) -> None:
     """Run the participant NAME (payment, risk, pci, transaction) until SIGTERM."""
     from participants.payments import SERVICES, run_participant  # noqa: PLC0415 - composition root
 
@@ -85,7 +87,7 @@ def participant(ctx: click.Context, name: str) -> None:
     settings = _settings(ctx)
 
     async def work() -> int:
-        await run_participant(name, settings, stop_on_signals())
+        await run_participant(name, settings, stop_on_signals(), noop=noop)
         return 0
 
     _run(work())
@@ -249,6 +251,28 @@ main.command("abort", help="Stop a saga before its pivot: compensate (default) o
 def books(ctx: click.Context, as_json: bool) -> None:
     """Check the ledger invariants against saga outcomes; exit 1 when broken."""
     _run(operate.books(_settings(ctx), as_json))
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write asyncapi.json and schemas/<Contract>.json here instead of printing.")
+@click.pass_context
+def schema(ctx: click.Context, out: str | None) -> None:
+    """The AsyncAPI 3.0 document of the topology, and every contract's JSON Schema."""
+    from baton.asyncapi import asyncapi  # noqa: PLC0415 - keeps other commands light
+    from baton.runtime import load_catalog  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    document = asyncapi(load_catalog(settings), settings.topology)
+    if out is None:
+        click.echo(json.dumps(document, indent=2))
+        return
+    target = Path(out)
+    (target / "schemas").mkdir(parents=True, exist_ok=True)
+    (target / "asyncapi.json").write_text(json.dumps(document, indent=2))
+    for name, body in document["components"]["schemas"].items():
+        (target / "schemas" / f"{name}.json").write_text(json.dumps(body, indent=2))
+    click.echo(f"wrote {target / 'asyncapi.json'} and {len(document['components']['schemas'])} schemas")
 
 
 @main.group()
