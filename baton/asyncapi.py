@@ -7,8 +7,9 @@ are the contracts' own JSON Schemas, so the document cannot drift from the code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from contracts import envelope as env
@@ -43,7 +44,9 @@ _HEADERS: dict[str, Any] = {
 
 def contract_schemas() -> dict[str, Any]:
     """JSON Schema of every contract, keyed by model name, refs pointing into components."""
-    models = [(model, "validation") for model in CONTRACTS.values()]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (model, "validation") for model in CONTRACTS.values()
+    ]
     _, top = models_json_schema(models, ref_template=REF)
     schemas: dict[str, Any] = top.get("$defs", {})
     return schemas

@@ -272,7 +272,8 @@ def schema(ctx: click.Context, out: str | None) -> None:
     (target / "asyncapi.json").write_text(json.dumps(document, indent=2))
     for name, body in document["components"]["schemas"].items():
         (target / "schemas" / f"{name}.json").write_text(json.dumps(body, indent=2))
-    click.echo(f"wrote {target / 'asyncapi.json'} and {len(document['components']['schemas'])} schemas")
+    count = len(document["components"]["schemas"])
+    click.echo(f"wrote {target / 'asyncapi.json'} and {count} schemas")
 
 
 @main.group()

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from messaging.amqp import Broker
 from messaging.settings import Settings
 from participants.payments.authorization import authorization_handlers
+from participants.payments.noop import NOOP_SERVICES
 from participants.payments.pci import pci_handlers
 from participants.payments.risk import risk_handlers
 from participants.payments.transaction import transaction_handlers
@@ -23,9 +24,15 @@ SERVICES: dict[str, Callable[[Redis, str], Handlers]] = {
 }
 
 
-async def run_participant(name: str, settings: Settings, stop: asyncio.Event) -> None:
-    """Connect, declare this participant's queue, work until ``stop`` is set, close everything."""
-    if name not in SERVICES:
+async def run_participant(
+    name: str, settings: Settings, stop: asyncio.Event, *, noop: bool = False
+) -> None:
+    """Connect, declare this participant's queue, work until ``stop`` is set, close everything.
+
+    ``noop`` swaps the real service for one answering every command at once (``baton bench``).
+    """
+    services = NOOP_SERVICES if noop else SERVICES
+    if name not in services:
         raise ValueError(f"unknown participant {name!r}; known: {', '.join(sorted(SERVICES))}")
     redis = Redis.from_url(str(settings.redis.url))
     try:
@@ -35,7 +42,7 @@ async def run_participant(name: str, settings: Settings, stop: asyncio.Event) ->
         )  # fmt: skip
         try:
             await broker.declare([name])
-            handlers = SERVICES[name](redis, settings.namespace)
+            handlers = services[name](redis, settings.namespace)
             worker = Worker(name, handlers, broker, redis, settings.namespace, settings.participant)
             await worker.run(stop)
         finally:
