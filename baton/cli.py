@@ -289,6 +289,25 @@ def dlq_list(ctx: click.Context, as_json: bool) -> None:
     _run(operate.dead_letters(_settings(ctx), as_json))
 
 
+@dlq.command("show")
+@click.argument("queue")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_show(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
+    """Show why messages of QUEUE (start, replies, cmd.payment, ...) were dead-lettered."""
+    _run(operate.show_dead_letters(_settings(ctx), queue, limit, as_json))
+
+
+@dlq.command("replay")
+@click.argument("queue")
+@click.option("--limit", default=1000, show_default=True, help="At most this many messages.")
+@click.pass_context
+def dlq_replay(ctx: click.Context, queue: str, limit: int) -> None:
+    """Send QUEUE's dead letters back to QUEUE, once their cause is fixed."""
+    _run(operate.replay_dead_letters(_settings(ctx), queue, limit))
+
+
 @main.command()
 @click.option("--sagas", default=200, show_default=True, help="How many transactions.")
 @click.option(
@@ -311,6 +330,50 @@ def demo(
         sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep
     )
     _run(run_demo(_settings(ctx), options))
+
+
+def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise click.BadParameter("a comma-separated list of integers, e.g. 1,50,200") from exc
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("at least one concurrency, each at least 1")
+    return levels
+
+
+@main.command()
+@click.option(
+    "--concurrency", "levels", default="1,50,200", show_default=True, callback=_levels,
+    help="Sagas in flight, comma-separated; one measurement per value.",
+)  # fmt: skip
+@click.option("--sagas", default=2000, show_default=True, help="Sagas per concurrency (c1: 1/5).")
+@click.option("--replicas", default=1, show_default=True, help="Orchestrator processes.")
+@click.option("--warmup", default=50, show_default=True, help="Unmeasured sagas before each run.")
+@click.option("--memory", is_flag=True, help="Measure Redis bytes per finished saga instead.")
+@click.option("--memory-sagas", default=100_000, show_default=True, help="Sagas for --memory.")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    levels: tuple[int, ...],
+    sagas: int,
+    replicas: int,
+    warmup: int,
+    memory: bool,
+    memory_sagas: int,
+    as_json: bool,
+) -> None:
+    """Benchmark Baton against a raw aio-pika command/reply baseline on this machine."""
+    from baton.bench import BenchOptions, run_bench, run_memory  # noqa: PLC0415 - heavy, rare
+
+    settings = _settings(ctx)
+    if memory:
+        _run(run_memory(settings, memory_sagas, as_json))
+    options = BenchOptions(
+        levels=levels, sagas=sagas, replicas=replicas, warmup=warmup, as_json=as_json
+    )
+    _run(run_bench(settings, options))
 
 
 if __name__ == "__main__":  # pragma: no cover

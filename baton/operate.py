@@ -9,12 +9,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import click
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
+from baton import deadletters
 from baton.runtime import open_broker, open_runtime, open_store
 from contracts.base import Start
 from contracts.envelope import Envelope
@@ -214,6 +214,31 @@ async def books(settings: Settings, as_json: bool) -> int:
     return 0 if report.ok else 1
 
 
+async def show_dead_letters(settings: Settings, queue: str, limit: int, as_json: bool) -> int:
+    async with open_broker(settings) as broker:
+        letters = await deadletters.peek(
+            broker, deadletters.dead_queue_of(broker.topology, queue), limit
+        )
+    if as_json:
+        click.echo(json.dumps([letter.row() for letter in letters]))
+        return 0
+    table = Table("message id", "type", "saga id", "reason", "bytes")
+    for letter in letters:
+        table.add_row(
+            letter.message_id, letter.kind, letter.saga_id, letter.reason, str(letter.size)
+        )
+    console.print(table)
+    return 0
+
+
+async def replay_dead_letters(settings: Settings, queue: str, limit: int) -> int:
+    async with open_broker(settings) as broker:
+        dead = deadletters.dead_queue_of(broker.topology, queue)
+        moved = await deadletters.replay(broker, dead, limit)
+    click.echo(f"replayed {moved} message(s) from {dead}")
+    return 0
+
+
 def dead_letter_queues(topology: Topology, participants: tuple[str, ...]) -> list[str]:
     sources = [
         topology.start_queue,
@@ -235,6 +260,3 @@ async def dead_letters(settings: Settings, as_json: bool) -> int:
         for queue, depth in depths.items():
             click.echo(f"{depth:8}  {queue}")
     return 0
-
-
-__all__ = ["aio_pika"]

@@ -1,0 +1,113 @@
+"""Inspect and replay dead letters: the way back for a message once its cause is fixed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from contracts import envelope as env
+from contracts.topology import Topology
+from messaging.amqp import Broker, wire_of
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What an operator needs to judge a dead letter, without its (possibly sensitive) body."""
+
+    message_id: str
+    kind: str
+    saga_id: str
+    source_queue: str
+    reason: str
+    size: int
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "type": self.kind,
+            "saga_id": self.saga_id,
+            "source_queue": self.source_queue,
+            "reason": self.reason,
+            "bytes": self.size,
+        }
+
+
+def _text(headers: dict[str, Any], name: str) -> str:
+    value = headers.get(name, "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def dead_queue_of(topology: Topology, name: str) -> str:
+    """Accept ``start``, ``replies``, ``cmd.payment`` or a full queue name."""
+    if name.startswith(topology.namespace + "baton."):
+        full = name
+    else:
+        full = topology.namespace + "baton." + name
+    if ".dead." in full:
+        return full
+    return topology.dead_letter_queue(full)
+
+
+def describe(message: AbstractIncomingMessage, default_source: str) -> DeadLetter:
+    headers = dict(message.headers or {})
+    return DeadLetter(
+        message_id=message.message_id or "",
+        kind=message.type or "",
+        saga_id=_text(headers, env.H_SAGA_ID) or (message.correlation_id or ""),
+        source_queue=_text(headers, env.H_SOURCE_QUEUE) or default_source,
+        reason=_text(headers, env.H_REASON) or "rejected by the broker",
+        size=len(message.body),
+    )
+
+
+def _source_of(topology: Topology, dead_queue: str) -> str:
+    bare = dead_queue.removeprefix(topology.namespace + "baton.dead.")
+    return f"{topology.namespace}baton.{bare}"
+
+
+async def peek(broker: Broker, dead_queue: str, limit: int) -> list[DeadLetter]:
+    """Read up to ``limit`` dead letters without removing them (they are requeued on close)."""
+    channel = await broker.connection.channel()
+    try:
+        queue = await channel.declare_queue(dead_queue, passive=True)
+        found: list[DeadLetter] = []
+        while len(found) < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            found.append(describe(message, _source_of(broker.topology, dead_queue)))
+        return found
+    finally:
+        await channel.close()  # unacked messages go back to the dead-letter queue
+
+
+async def replay(broker: Broker, dead_queue: str, limit: int) -> int:
+    """Republish up to ``limit`` dead letters to their source queue, then ack each one.
+
+    The reason headers are removed so a replayed message is judged afresh; one that is
+    still bad simply comes back with a new reason. Nothing is lost between the two queues:
+    the copy is confirmed before the original is acked.
+    """
+    channel = await broker.connection.channel()
+    moved = 0
+    try:
+        queue = await channel.declare_queue(dead_queue, passive=True)
+        while moved < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            letter = describe(message, _source_of(broker.topology, dead_queue))
+            wire = wire_of(message)
+            headers = {
+                k: v for k, v in wire.headers.items() if k not in (env.H_REASON, env.H_SOURCE_QUEUE)
+            }
+            await broker.publish(
+                replace(wire, headers=headers), exchange="", routing_key=letter.source_queue
+            )
+            await message.ack()
+            moved += 1
+    finally:
+        await channel.close()
+    return moved
