@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q -p no:cacheprovider
 # Only suites that exist: pytest fails on a missing path, and others add them over time.
-TEST_DIRS := $(wildcard tests/unit tests/integration tests/fault)
+TEST_DIRS := $(wildcard tests/unit tests/integration tests/fault tests/observability tests/bench)
 PACKAGES  := contracts messaging orchestrator participants baton
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -38,8 +38,13 @@ bench: install services
 
 # The long fault run: the fault suite reads BATON_FAULTS_LONG=1 to use more sagas and more
 # kills; the per-test timeout from pyproject.toml is raised to match.
+# It ends with a table and, on its last line, one JSON object of totals (tests/fault/report.py).
 faults: install services
-	BATON_FAULTS_LONG=1 $(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault
+	@rm -f .baton/faults.json; start=$$(date +%s); \
+	BATON_FAULTS_LONG=1 BATON_FAULTS_REPORT=.baton/faults.json \
+		$(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault; status=$$?; \
+	$(BIN)/python -m tests.fault.report .baton/faults.json $$(( $$(date +%s) - start )) \
+		|| status=1; exit $$status
 
 # Back to a fresh clone's state (the next `make test` rebuilds .venv).
 clean:

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from uuid import uuid4
 
 import click
-from prometheus_client import start_http_server
 
 from baton import operate
 from baton.runtime import open_broker, open_runtime, stop_on_signals
@@ -24,7 +23,9 @@ from contracts.envelope import Envelope
 from contracts.money import CURRENCY_EXPONENTS, Money
 from contracts.payments import StartTransaction
 from messaging.codec import encode
+from messaging.health import broker_ready, serving
 from messaging.logs import configure_logging
+from messaging.otel import enable_otlp
 from messaging.settings import Settings
 from messaging.tracing import new_traceparent
 from orchestrator.effects import OperatorAction
@@ -63,12 +64,14 @@ def main(ctx: click.Context) -> None:
 def orchestrator(ctx: click.Context) -> None:
     """Run one orchestrator replica until SIGTERM (run several for availability)."""
     settings = _settings(ctx)
+    enable_otlp("baton-orchestrator")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
         async with open_runtime(settings) as rt:
-            if settings.metrics.port:
-                start_http_server(settings.metrics.port, registry=rt.orchestrator.metrics.registry)
-            await rt.orchestrator.run(stop_on_signals())
+            checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
+            registry = rt.orchestrator.metrics.registry
+            async with serving(registry, checks, settings.metrics.port):
+                await rt.orchestrator.run(stop_on_signals())
         return 0
 
     _run(work())
@@ -85,6 +88,7 @@ def participant(ctx: click.Context, name: str, noop: bool) -> None:
     if name not in SERVICES:
         raise click.BadParameter(f"unknown participant {name!r}; known: {', '.join(SERVICES)}")
     settings = _settings(ctx)
+    enable_otlp(f"baton-{name}")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
         await run_participant(name, settings, stop_on_signals(), noop=noop)
@@ -251,6 +255,17 @@ main.command("abort", help="Stop a saga before its pivot: compensate (default) o
 def books(ctx: click.Context, as_json: bool) -> None:
     """Check the ledger invariants against saga outcomes; exit 1 when broken."""
     _run(operate.books(_settings(ctx), as_json))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (two readings apart).")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between readings.")
+@click.pass_context
+def top(ctx: click.Context, once: bool, interval: float) -> None:
+    """A live view: throughput, outcomes, in flight, stuck sagas and queue depths."""
+    from baton.top import top as run_top  # noqa: PLC0415 - keeps other commands light
+
+    _run(run_top(_settings(ctx), once=once, interval_s=interval))
 
 
 @main.command()

@@ -23,6 +23,7 @@ from messaging.amqp import Broker
 from messaging.codec import encode
 from messaging.errors import BatonError
 from messaging.settings import Settings
+from messaging.tracing import trace_id
 from orchestrator.effects import OperatorAction
 from orchestrator.state import SagaStatus
 
@@ -91,12 +92,16 @@ async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
         click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
         return 1
     if as_json:
-        click.echo(json.dumps({"state": state.model_dump(mode="json"), "history": history}))
+        trace = trace_id(state.traceparent)
+        state_json = state.model_dump(mode="json")
+        click.echo(json.dumps({"state": state_json, "trace_id": trace, "history": history}))
         return 0
     console.print(
         f"[bold]{state.saga}[/] v{state.definition_version}  {state.saga_id}  "
         f"status [bold]{state.status.value}[/]  version {state.version}"
     )
+    if trace_id(state.traceparent):  # find its spans in the tracing backend, its lines in logs
+        console.print(f"trace {trace_id(state.traceparent)}")
     if state.reason:
         console.print(f"reason: {state.reason} (step {state.failed_step})")
     steps = Table("step", "status", "attempts", "compensation attempts", "error")

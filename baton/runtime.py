@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from messaging.amqp import Broker
 from messaging.settings import Settings
 from orchestrator.catalog import Catalog
+from orchestrator.chaos import CrashPoints
 from orchestrator.definition import builtin_definitions, load_definition
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
@@ -64,8 +65,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             tick_interval_s=settings.orchestrator.tick_interval_s,
             outbox_grace_s=settings.orchestrator.outbox_grace_s,
             stuck_after_s=settings.orchestrator.stuck_after_s,
+            state_interval_s=settings.orchestrator.state_interval_s,
         )
-        yield Runtime(catalog, store, broker, Orchestrator(catalog, store, broker, config=config))
+        crash = CrashPoints.of(settings.chaos.crash_points, settings.chaos.crash_rate)
+        orchestrator = Orchestrator(catalog, store, broker, config=config, crash=crash)
+        yield Runtime(catalog, store, broker, orchestrator)
 
 
 def stop_on_signals() -> asyncio.Event:

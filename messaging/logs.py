@@ -3,23 +3,58 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-# Keys whose values never reach a log line, whatever logged them.
-REDACTED_KEYS = frozenset({"card_token", "account_id", "password", "secret", "authorization"})
+# Keys whose values never reach a log line, whatever logged them (compared lower-cased).
+REDACTED_KEYS = frozenset(
+    {
+        "card_token", "card_number", "pan", "cvv", "cvc", "account_id", "account_number",
+        "iban", "password", "passwd", "secret", "api_key", "authorization", "token",
+    }
+)  # fmt: skip
+# ... and keys ending like these: client_secret, refresh_token, db_password, stripe_api_key
+REDACTED_SUFFIXES = ("_token", "_secret", "_password", "_api_key")
+# A card number (PAN) written into free text: 13-19 digits in a row, or groups of four split
+# by spaces or dashes; never part of a longer word or dashed id (UUIDs, dates stay readable).
+_PAN = re.compile(r"(?<![\w-])(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2,3}(?:[ -]?\d{1,3})?)(?![\w-])")
+MASK = "***"
+_MAX_DEPTH = 4
+
+
+def sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in REDACTED_KEYS or lowered.endswith(REDACTED_SUFFIXES)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """Mask sensitive keys in nested dicts and lists, and card numbers in strings."""
+    if isinstance(value, str):
+        return _PAN.sub(MASK, value) if len(value) >= 13 else value  # one C-speed scan
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: MASK if sensitive(str(k)) else _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask sensitive keys, including inside nested dicts one level down."""
+    """Mask sensitive keys (at any depth up to a few levels) and card numbers in text.
+
+    Runs on every line, so it stays cheap: plain numbers, ids and short strings without
+    digits pass through untouched.
+    """
     for key, value in list(event.items()):
-        if key in REDACTED_KEYS:
-            event[key] = "***"
-        elif isinstance(value, dict):
-            event[key] = {k: "***" if k in REDACTED_KEYS else v for k, v in value.items()}
+        if sensitive(key):
+            event[key] = MASK
+        elif isinstance(value, str | dict | list | tuple):
+            event[key] = _scrub(value)
     return event
 
 

@@ -36,6 +36,7 @@ class OrchestratorSettings(BaseModel):
     tick_interval_s: float = Field(default=0.05, gt=0)
     outbox_grace_s: float = Field(default=2.0, gt=0)  # an entry older than this is swept
     stuck_after_s: float = Field(default=300.0, gt=0)
+    state_interval_s: float = Field(default=5.0, gt=0)  # refresh of the shared-state gauges
 
 
 class ParticipantSettings(BaseModel):
@@ -44,6 +45,18 @@ class ParticipantSettings(BaseModel):
     crash_rate: float = Field(default=0.0, ge=0, le=1)  # injected hard exits mid-handling
     slow_ms: int = Field(default=0, ge=0)  # injected latency per command
     inbox_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
+    # Reply chaos (fault tests): lost, repeated and late replies, after the inbox stored them.
+    reply_drop_rate: float = Field(default=0.0, ge=0, le=1)
+    reply_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
+    reply_delay_ms: int = Field(default=0, ge=0)  # each reply copy waits up to this long
+    drop_first_reply_of: list[str] = []  # command kinds whose attempt-1 reply is always lost
+
+
+class ChaosSettings(BaseModel):
+    """Orchestrator crash points (fault tests): exit hard at a named moment. Off by default."""
+
+    crash_points: list[str] = []  # e.g. after_commit, after_publish, compensating
+    crash_rate: float = Field(default=0.0, ge=0, le=1)
 
 
 class Settings(BaseSettings):
@@ -58,6 +71,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
     participant: ParticipantSettings = ParticipantSettings()
+    chaos: ChaosSettings = ChaosSettings()
 
     @property
     def topology(self) -> Topology:

@@ -1,11 +1,28 @@
-"""W3C trace context: one trace id follows a saga through every message and log line."""
+"""W3C trace context: one trace id follows a saga through every message and log line.
+
+Every hop is a child span: a message carries the trace id of the saga and a span id of its
+own (``child``), so a tracing backend draws start -> command -> reply as a tree. By default
+span ids are just random; when OpenTelemetry export is on (``messaging.otel``), a hook
+records a real span per hop and ``child`` returns that span's context instead.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable, Mapping
 
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+# (parent traceparent or "", span name, attributes, start time in ns or None) -> traceparent
+SpanHook = Callable[[str, str, Mapping[str, str | int], int | None], str]
+_hook: SpanHook | None = None
+
+
+def set_span_hook(hook: SpanHook | None) -> None:
+    """Install (or remove, with None) the exporter that records each hop as a span."""
+    global _hook  # noqa: PLW0603 - one exporter per process, installed by the composition root
+    _hook = hook
 
 
 def new_traceparent() -> str:
@@ -18,6 +35,34 @@ def trace_id(traceparent: str) -> str:
     return match.group(1) if match else ""
 
 
+def span_id(traceparent: str) -> str:
+    """The span (parent) id of a valid traceparent, else empty."""
+    match = _TRACEPARENT.match(traceparent)
+    return match.group(2) if match else ""
+
+
 def continue_or_start(traceparent: str) -> str:
     """Keep a caller's valid trace; start a new one for a missing or malformed header."""
     return traceparent if trace_id(traceparent) else new_traceparent()
+
+
+def child(
+    parent: str,
+    name: str = "",
+    attributes: Mapping[str, str | int] | None = None,
+    started_ns: int | None = None,
+) -> str:
+    """The traceparent of a new span under ``parent``: same trace id, new span id.
+
+    A missing or malformed parent starts a new trace. ``name``, ``attributes`` and
+    ``started_ns`` only matter to an installed exporter.
+    """
+    if _hook is not None:
+        try:
+            return _hook(parent if trace_id(parent) else "", name, attributes or {}, started_ns)
+        except Exception:  # tracing must never break message handling: fall back below
+            pass
+    match = _TRACEPARENT.match(parent)
+    if match is None:
+        return new_traceparent()
+    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"

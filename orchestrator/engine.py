@@ -24,6 +24,7 @@ from contracts.base import Start
 from contracts.envelope import Phase
 from contracts.events import Lifecycle, SagaEvent
 from contracts.registry import contract_for
+from messaging.tracing import trace_id
 from orchestrator.definition import Action, SagaDefinition, StepDefinition
 from orchestrator.effects import (
     Decision,
@@ -253,7 +254,11 @@ def start(
         traceparent=traceparent,
     )
     d = _Draft(definition, state, now)
-    d.note("started", detail=f"{definition.name} v{definition.version}")
+    trace = trace_id(traceparent)  # in the timeline, to find the saga's trace and log lines
+    d.note(
+        "started",
+        detail=f"{definition.name} v{definition.version}" + (f"; trace {trace}" if trace else ""),
+    )
     _event(d, "started", final=False)
     _send(d, definition.steps[0].name, "forward", 1)
     return d.decision()

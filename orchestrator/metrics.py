@@ -1,12 +1,27 @@
-"""Prometheus collectors of the orchestrator, on an explicit registry so tests use a fresh one."""
+"""Prometheus collectors of the orchestrator, on an explicit registry so tests use a fresh one.
+
+Two kinds of figures live here. Counters and histograms are counted by the replica that did
+the work (``observe`` after each committed decision, ``_settle`` per message), so summing
+them over replicas gives the cluster's figures. Gauges of shared state (sagas by status, in
+flight, stuck, outbox lag) are read from the store by every replica's periodic state loop,
+so every replica reports the same cluster-wide value: aggregate them with ``max``, not
+``sum``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Iterable
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from orchestrator.definition import SagaDefinition
 from orchestrator.effects import Decision, EmitEvent, SendCommand
+from orchestrator.state import SagaState, SagaStatus, StepStatus
 
 _SAGA_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A forward step's end state, as the ``outcome`` label of the step duration.
+_STEP_ENDS = (StepStatus.SUCCEEDED, StepStatus.REJECTED, StepStatus.UNKNOWN)
 
 
 class OrchestratorMetrics:
@@ -18,7 +33,7 @@ class OrchestratorMetrics:
         self.started = Counter("baton_sagas_started_total", "Sagas started.", ["saga"], registry=r)
         self.finished = Counter(
             "baton_sagas_finished_total",
-            "Sagas finished, by outcome.",
+            "Sagas finished, by outcome (completed, compensated, failed).",
             ["saga", "outcome"],
             registry=r,
         )
@@ -27,6 +42,13 @@ class OrchestratorMetrics:
             "Start to finish.",
             ["saga", "outcome"],
             buckets=_SAGA_BUCKETS,
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "baton_step_duration_seconds",
+            "First forward send of a step to its end (succeeded, rejected, unknown).",
+            ["saga", "step", "outcome"],
+            buckets=_STEP_BUCKETS,
             registry=r,
         )
         self.commands = Counter(
@@ -53,8 +75,17 @@ class OrchestratorMetrics:
             ["saga"],
             registry=r,
         )
+        self.compensations_failed = Counter(
+            "baton_compensations_failed_total",
+            "Compensations that ran out of attempts: the saga is failed and needs an operator.",
+            ["saga", "step"],
+            registry=r,
+        )
         self.ignored = Counter(
-            "baton_replies_ignored_total", "Events that changed nothing.", ["reason"], registry=r
+            "baton_replies_ignored_total",
+            "Events that changed nothing (stale_attempt, not_awaited, saga_finished, ...).",
+            ["reason"],
+            registry=r,
         )
         self.conflicts = Counter(
             "baton_concurrency_conflicts_total", "Optimistic write conflicts.", registry=r
@@ -80,9 +111,72 @@ class OrchestratorMetrics:
         self.outbox_swept = Counter(
             "baton_outbox_swept_total", "Outbox entries published by the sweeper.", registry=r
         )
+        # -- gauges of shared state, refreshed by the runner's state loop ---------------------
+        self.by_status = Gauge(
+            "baton_sagas",
+            "Sagas the store holds, by status (cluster-wide).",
+            ["status"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "baton_sagas_in_flight",
+            "Running or compensating sagas (cluster-wide).",
+            registry=r,
+        )
+        self.stuck = Gauge(
+            "baton_sagas_stuck",
+            "Running or compensating sagas with no transition for longer than stuck_after_s "
+            "(cluster-wide; counted up to a cap per status).",
+            ["status"],
+            registry=r,
+        )
+        self.stuck_after = Gauge(
+            "baton_stuck_after_seconds",
+            "The idle age after which a saga counts as stuck (configuration).",
+            registry=r,
+        )
+        self.outbox_lag = Gauge(
+            "baton_outbox_lag_seconds",
+            "Age of the oldest unsent outbox entry; 0 when the outbox is empty (cluster-wide).",
+            registry=r,
+        )
+        self.state_refreshed = Gauge(
+            "baton_state_refreshed_timestamp_seconds",
+            "When this replica last refreshed the shared-state gauges.",
+            registry=r,
+        )
+        for status in SagaStatus:  # every series exists from the first scrape
+            self.by_status.labels(status.value)
+        for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING):
+            self.stuck.labels(status.value)
 
-    def observe(self, decision: Decision) -> None:
-        """Count what one committed decision did, from its history and effects."""
+    def register(self, definitions: Iterable[SagaDefinition]) -> None:
+        """Create every known saga's and step's series at 0, so each query has data from the
+        first scrape and ``rate``/``increase`` see the first event as an increase."""
+        for reason in ("stale_attempt", "not_awaited", "saga_finished"):
+            self.ignored.labels(reason)
+        for d in definitions:
+            self.started.labels(d.name)
+            self.compensations.labels(d.name)
+            for outcome in ("completed", "compensated", "failed"):
+                self.finished.labels(d.name, outcome)
+                self.saga_duration.labels(d.name, outcome)
+            for step in d.steps:
+                phases = ("forward", "compensate") if step.compensation else ("forward",)
+                for phase in phases:
+                    self.commands.labels(d.name, step.name, phase)
+                    self.retries.labels(d.name, step.name, phase)
+                    self.timeouts.labels(d.name, step.name, phase)
+                if step.compensation:
+                    self.compensations_failed.labels(d.name, step.name)
+                self.step_duration.labels(d.name, step.name, StepStatus.SUCCEEDED.value)
+
+    def observe(self, decision: Decision, previous: SagaState | None = None) -> None:
+        """Count what one committed decision did, from its history, effects and step records.
+
+        ``previous`` is the state the decision was made from (None for a new saga); a forward
+        step whose ``finished_at`` this decision set has its duration observed.
+        """
         state = decision.state
         for entry in decision.history:
             labels = (state.saga, entry.step, entry.phase or "forward")
@@ -92,6 +186,21 @@ class OrchestratorMetrics:
                 self.timeouts.labels(*labels).inc()
             elif entry.what == "compensating":
                 self.compensations.labels(state.saga).inc()
+        for name, record in state.steps.items():
+            before = previous.steps.get(name) if previous is not None else None
+            if record.status is StepStatus.COMPENSATION_FAILED and (
+                before is None or before.status is not StepStatus.COMPENSATION_FAILED
+            ):
+                self.compensations_failed.labels(state.saga, name).inc()
+            if (
+                record.finished_at is not None
+                and record.started_at is not None
+                and record.status in _STEP_ENDS
+                and (before is None or before.finished_at != record.finished_at)
+            ):
+                self.step_duration.labels(state.saga, name, record.status.value).observe(
+                    max(record.finished_at - record.started_at, 0.0)
+                )
         for effect in decision.effects:
             if isinstance(effect, SendCommand):
                 self.commands.labels(state.saga, effect.step, effect.phase).inc()
@@ -103,3 +212,23 @@ class OrchestratorMetrics:
                 self.saga_duration.labels(state.saga, outcome).observe(
                     state.updated_at - state.started_at
                 )
+
+    def refresh_state(
+        self,
+        counts: dict[SagaStatus, int],
+        stuck: dict[SagaStatus, int],
+        outbox_lag_s: float,
+        stuck_after_s: float,
+        now: float,
+    ) -> None:
+        """Set the shared-state gauges from one read of the store."""
+        for status, count in counts.items():
+            self.by_status.labels(status.value).set(count)
+        self.in_flight.set(
+            counts.get(SagaStatus.RUNNING, 0) + counts.get(SagaStatus.COMPENSATING, 0)
+        )
+        for status, count in stuck.items():
+            self.stuck.labels(status.value).set(count)
+        self.stuck_after.set(stuck_after_s)
+        self.outbox_lag.set(max(outbox_lag_s, 0.0))
+        self.state_refreshed.set(now)

@@ -10,6 +10,7 @@ from contracts.envelope import Envelope, new_message_id
 from contracts.registry import contract_for
 from contracts.topology import Topology
 from messaging.codec import Wire
+from messaging.tracing import child
 from orchestrator.effects import Effect, EmitEvent, SendCommand
 from orchestrator.state import SagaState
 
@@ -54,6 +55,20 @@ class OutboxEntry:
         return cls(data["id"], data["saga_id"], data["exchange"], data["routing_key"], wire)
 
 
+def _hop(state: SagaState, name: str, attributes: dict[str, str | int]) -> str:
+    """A child span of the saga's trace; a saga without one (older data) sends none."""
+    return child(state.traceparent, name, attributes) if state.traceparent else ""
+
+
+def _attributes(state: SagaState, effect: SendCommand) -> dict[str, str | int]:
+    return {
+        "baton.saga_id": state.saga_id,
+        "baton.step": effect.step,
+        "baton.phase": effect.phase,
+        "baton.attempt": effect.attempt,
+    }
+
+
 def _command(topology: Topology, state: SagaState, effect: SendCommand) -> OutboxEntry:
     envelope = Envelope(
         kind=effect.kind,
@@ -65,7 +80,8 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
         compensates=effect.compensates,
         attempt=effect.attempt,
         deadline=effect.deadline,
-        traceparent=state.traceparent,
+        # each command is a child span of the saga's: same trace id, a span id of its own
+        traceparent=_hop(state, f"send {effect.kind}", _attributes(state, effect)),
     )
     model = contract_for(effect.kind)
     assert model is not None  # the engine validated the body against this contract
@@ -86,7 +102,7 @@ def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[Out
         kind=effect.event.KIND,
         saga_id=state.saga_id,
         saga=state.saga,
-        traceparent=state.traceparent,
+        traceparent=_hop(state, f"saga {effect.event.event}", {"baton.saga_id": state.saga_id}),
     )
     wire = Wire(
         body, effect.event.KIND, envelope.message_id, state.saga_id, headers=envelope.headers()

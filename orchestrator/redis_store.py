@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from messaging.errors import ConcurrencyConflict
 from orchestrator.effects import HistoryEntry
@@ -20,6 +21,7 @@ from orchestrator.state import SagaState, SagaStatus
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600
 STATUSES = tuple(SagaStatus)  # the order status zsets are passed to the script in
+DONE_CHUNK = 1000  # entry ids per outbox_done.lua call (Lua's unpack has a stack limit)
 
 
 @cache
@@ -49,6 +51,7 @@ class RedisSagaStore:
         self.keys = KeySpace(namespace, shards)
         self._retention_s = retention_s
         self._transition = client.register_script(_script("transition.lua"))
+        self._done_sha = client.register_script(_script("outbox_done.lua")).sha
 
     @classmethod
     @asynccontextmanager
@@ -134,7 +137,40 @@ class RedisSagaStore:
             pipe.zrem(self.keys.outbox_at(shard), *entry_ids)
             await pipe.execute()
 
+    async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
+        """Forget the published entries of many sagas in one pipelined round trip.
+
+        One atomic script call per shard (both keys share the shard's slot, so it is
+        cluster-safe); ``done`` is (saga id, entry ids) pairs.
+        """
+        by_shard: dict[int, list[str]] = {}
+        for saga_id, entry_ids in done:
+            by_shard.setdefault(self.keys.shard(saga_id), []).extend(entry_ids)
+        calls = [
+            (shard, ids[i : i + DONE_CHUNK])
+            for shard, ids in by_shard.items()
+            for i in range(0, len(ids), DONE_CHUNK)
+        ]
+        if not calls:
+            return
+        for _ in range(2):  # a second time only after Redis lost its script cache
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for shard, ids in calls:
+                        keys = (self.keys.outbox(shard), self.keys.outbox_at(shard))
+                        pipe.evalsha(self._done_sha, 2, *keys, *ids)
+                    await pipe.execute()
+            except NoScriptError:
+                self._done_sha = await self._redis.script_load(_script("outbox_done.lua"))
+            else:
+                return
+        raise NoScriptError("outbox_done.lua could not be loaded")
+
     # -- reads ------------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """Readiness: Redis answers (the health endpoint asks this)."""
+        return bool(await self._redis.ping())
 
     async def load(self, saga_id: str) -> SagaState | None:
         raw = await self._redis.hget(self.keys.saga(saga_id), "state")
@@ -159,6 +195,15 @@ class RedisSagaStore:
             payloads: list[Any] = await pipe.execute()
         # an entry marked done between the two round trips is simply gone
         return [OutboxEntry.loads(raw) for raw in payloads if raw is not None]
+
+    async def outbox_oldest_age(self, now: float) -> float:
+        """One pipelined round trip: the lowest enqueue time of each shard's outbox index."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for shard in self.keys.all_shards():
+                pipe.zrange(self.keys.outbox_at(shard), 0, 0, withscores=True)
+            per_shard: list[list[tuple[bytes | str, float]]] = await pipe.execute()
+        oldest = min((rows[0][1] for rows in per_shard if rows), default=None)
+        return 0.0 if oldest is None else max(now - oldest, 0.0)
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Ids of sagas whose ``wake_at`` is at or before ``now``, earliest first."""

@@ -22,18 +22,22 @@ from contracts.base import Start, StepFailed
 from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode
 from messaging.errors import ConcurrencyConflict, ContractError, UnknownSaga
-from messaging.tracing import continue_or_start, trace_id
+from messaging.tracing import child, trace_id
 from orchestrator.catalog import Catalog, saga_id_for
+from orchestrator.chaos import CrashPoints
 from orchestrator.effects import Decision, Event, ReplyReceived, Tick
 from orchestrator.engine import decide, start
+from orchestrator.marks import DoneMarks
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.outbox import OutboxEntry, outbox_entries
+from orchestrator.state import SagaState, SagaStatus
 from orchestrator.store import SagaStore
 
 log = structlog.get_logger("baton.orchestrator")
 
 Clock = Callable[[], float]
 MAX_CONFLICTS = 20
+RECENT_STATES = 10_000  # sagas whose last written state a replica keeps in memory
 T = TypeVar("T")
 
 
@@ -43,6 +47,8 @@ class RunnerConfig:
     outbox_grace_s: float = 2.0
     stuck_after_s: float = 300.0
     due_batch: int = 200
+    state_interval_s: float = 5.0  # how often the shared-state gauges are read from the store
+    stuck_cap: int = 1000  # stuck sagas counted per status, at most (keeps the read cheap)
 
 
 class Orchestrator:
@@ -57,6 +63,7 @@ class Orchestrator:
         config: RunnerConfig | None = None,
         metrics: OrchestratorMetrics | None = None,
         clock: Clock = time.time,
+        crash: CrashPoints | None = None,
     ) -> None:
         self._catalog = catalog
         self._store = store
@@ -64,15 +71,20 @@ class Orchestrator:
         self._topology = broker.topology
         self._config = config or RunnerConfig()
         self.metrics = metrics or OrchestratorMetrics()
+        self.metrics.register(catalog.all())
         self._clock = clock
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._recent: dict[str, SagaState] = {}  # saga id -> state this replica last wrote
+        self._marks = DoneMarks(store)
+        self._crash = crash  # fault tests only; None in production
 
     # -- applying events -------------------------------------------------------------------
 
     async def apply(self, saga_id: str, event: Event) -> Decision:
         """Load, decide, commit (retrying on conflicts), then publish what the decision sends."""
         for _ in range(MAX_CONFLICTS):
-            state = await self._store.load(saga_id)
+            cached = self._recent.pop(saga_id, None)
+            state = cached or await self._store.load(saga_id)
             if state is None:
                 raise UnknownSaga(saga_id)
             definition = self._catalog.get(state.saga, state.definition_version)
@@ -81,19 +93,40 @@ class Orchestrator:
                     "unknown_definition", f"{state.saga} v{state.definition_version}"
                 )
             decision = decide(definition, state, event, self._clock())
+            if decision.ignored and cached is not None:
+                continue  # judged on a copy another replica may have moved on: ask the store
             if decision.ignored:
                 self.metrics.ignored.labels(decision.ignored).inc()
                 return decision
             outbox = outbox_entries(self._topology, decision.state, decision.effects)
             try:
-                await self._store.commit(state.version, decision.state, decision.history, outbox)
+                written = await self._store.commit(
+                    state.version, decision.state, decision.history, outbox
+                )
             except ConcurrencyConflict:
                 self.metrics.conflicts.inc()
                 continue  # another replica won; reload and decide again
-            self.metrics.observe(decision)
+            self._remember(written)
+            self.metrics.observe(decision, state)
+            if self._crash:
+                self._crash("after_commit")
+                if decision.state.status is SagaStatus.COMPENSATING:
+                    self._crash("compensating")
             await self._publish(saga_id, outbox)
             return decision
         raise ConcurrencyConflict(saga_id)
+
+    def _remember(self, state: SagaState) -> None:
+        """Keep the state just written, so the saga's next event skips a Redis read.
+
+        Only a hint: the commit's version check rejects a copy another replica has moved
+        on from, and an event the copy would ignore is decided again on the stored state.
+        """
+        if state.status.is_finished:
+            return
+        self._recent[state.saga_id] = state
+        if len(self._recent) > RECENT_STATES:
+            del self._recent[next(iter(self._recent))]  # the oldest entry
 
     async def _publish(self, saga_id: str, outbox: Sequence[OutboxEntry]) -> None:
         """Publish with confirms and mark done. On failure the sweeper publishes them later."""
@@ -104,7 +137,9 @@ class Orchestrator:
         except Exception as exc:  # the transition is committed; the outbox keeps the messages
             log.warning("publish_deferred_to_sweeper", saga_id=saga_id, error=str(exc))
             return
-        await self._store.outbox_done(saga_id, [e.id for e in outbox])
+        if self._crash:
+            self._crash("after_publish")
+        await self._marks.mark(saga_id, [e.id for e in outbox])
 
     async def handle_start(self, wire: Wire) -> str:
         """Start a saga from a Start message; a repeated idempotency key starts nothing."""
@@ -116,7 +151,9 @@ class Orchestrator:
             raise ContractError("no_saga_for_type", envelope.kind)
         saga_id = saga_id_for(definition.name, body.idempotency_key)
         structlog.contextvars.bind_contextvars(saga_id=saga_id, saga=definition.name)
-        traceparent = continue_or_start(envelope.traceparent)
+        # the saga's own span, under the caller's when it sent one; else a new trace
+        traceparent = child(envelope.traceparent, f"saga {definition.name}",
+                            {"baton.saga_id": saga_id})  # fmt: skip
         structlog.contextvars.bind_contextvars(trace_id=trace_id(traceparent))
         decision = start(
             definition,
@@ -128,7 +165,10 @@ class Orchestrator:
         )
         outbox = outbox_entries(self._topology, decision.state, decision.effects)
         if await self._store.create(decision.state, decision.history, outbox):
+            self._remember(decision.state.model_copy(update={"version": 1}))
             self.metrics.observe(decision)
+            if self._crash:
+                self._crash("after_commit")
             await self._publish(saga_id, outbox)
             return "started"
         existing = await self._store.load(saga_id)
@@ -140,6 +180,7 @@ class Orchestrator:
         envelope, body = decode(wire)
         structlog.contextvars.bind_contextvars(
             saga_id=envelope.saga_id,
+            saga=envelope.saga,
             step=envelope.step,
             phase=envelope.phase,
             attempt=envelope.attempt,
@@ -244,6 +285,24 @@ class Orchestrator:
             log.info("outbox_swept", entries=len(pending))
         return len(pending)
 
+    async def _state_loop(self, stop: asyncio.Event) -> None:
+        """Refresh the gauges of shared state (counts, stuck, outbox lag): a few pipelined
+        reads every ``state_interval_s``, never per message."""
+        while not stop.is_set():
+            await self._guarded(self.refresh_state())
+            await _wait(stop, self._config.state_interval_s)
+
+    async def refresh_state(self) -> None:
+        now = self._clock()
+        idle_before = now - self._config.stuck_after_s
+        counts = await self._store.counts()
+        stuck = {
+            status: len(await self._store.by_status(status, self._config.stuck_cap, idle_before))
+            for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+        }
+        lag = await self._store.outbox_oldest_age(now)
+        self.metrics.refresh_state(counts, stuck, lag, self._config.stuck_after_s, now)
+
     async def _guarded(self, work: Awaitable[T]) -> T | None:
         """Background work survives a store or broker outage; the next round tries again."""
         try:
@@ -256,17 +315,33 @@ class Orchestrator:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    async def _start_consuming(self, stop: asyncio.Event) -> None:
+        """Declare and consume; a replica started while the broker restarts waits for it."""
+        t = self._topology
+        while not stop.is_set():
+            try:
+                await self._broker.declare(self._catalog.participants)
+                await self._broker.consume(
+                    t.start_queue, self._callback(t.start_queue, self.handle_start)
+                )
+                await self._broker.consume(
+                    t.replies_queue, self._callback(t.replies_queue, self.handle_reply)
+                )
+            except Exception:  # the connection dropped mid-way: undo and try again
+                log.warning("start_consuming_failed", exc_info=True)
+                await self._broker.stop_consuming()
+                await _wait(stop, 1.0)
+            else:
+                return
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume starts and replies, run the loops until ``stop``, then drain in-flight work."""
-        t = self._topology
-        await self._broker.declare(self._catalog.participants)
-        await self._broker.consume(t.start_queue, self._callback(t.start_queue, self.handle_start))
-        await self._broker.consume(
-            t.replies_queue, self._callback(t.replies_queue, self.handle_reply)
-        )
+        await self._start_consuming(stop)
         loops = [
             asyncio.create_task(self._deadline_loop(stop), name="deadlines"),
             asyncio.create_task(self._sweep_loop(stop), name="outbox-sweeper"),
+            asyncio.create_task(self._state_loop(stop), name="state-gauges"),
+            asyncio.create_task(self._marks.run(), name="outbox-marks"),
         ]
         log.info("orchestrator_running", participants=list(self._catalog.participants))
         await stop.wait()
@@ -278,6 +353,7 @@ class Orchestrator:
         for loop in loops:
             with suppress(asyncio.CancelledError):
                 await loop
+        await self._guarded(self._marks.flush())  # the last marks; the loop is gone
         log.info("orchestrator_stopped")
 
 

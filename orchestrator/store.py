@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,12 +38,20 @@ class SagaStore(Protocol):
 
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None: ...
 
+    async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
+        """``outbox_done`` for many (saga id, entry ids) pairs in one round trip."""
+        ...
+
     async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
         """Entries of any saga enqueued before the given time and not yet marked done."""
         ...
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Ids of sagas whose ``wake_at`` is at or before ``now``, earliest first."""
+        ...
+
+    async def outbox_oldest_age(self, now: float) -> float:
+        """Seconds since the oldest unsent outbox entry was enqueued; 0.0 when none is."""
         ...
 
     async def history(self, saga_id: str) -> list[dict[str, str]]: ...
@@ -102,9 +110,16 @@ class InMemorySagaStore:
         for entry_id in entry_ids:
             self.outbox.pop(entry_id, None)
 
+    async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
+        for saga_id, entry_ids in done:
+            await self.outbox_done(saga_id, entry_ids)
+
     async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
         ready = sorted((at, e.id, e) for at, e in self.outbox.values() if at < enqueued_before)
         return [entry for _, _, entry in ready[:limit]]
+
+    async def outbox_oldest_age(self, now: float) -> float:
+        return max(now - min(at for at, _ in self.outbox.values()), 0.0) if self.outbox else 0.0
 
     async def due(self, now: float, limit: int) -> list[str]:
         ready = sorted(

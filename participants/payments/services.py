@@ -8,13 +8,14 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from messaging.amqp import Broker
+from messaging.health import broker_ready, redis_ready, serving
 from messaging.settings import Settings
 from participants.payments.authorization import authorization_handlers
 from participants.payments.noop import NOOP_SERVICES
 from participants.payments.pci import pci_handlers
 from participants.payments.risk import risk_handlers
 from participants.payments.transaction import transaction_handlers
-from participants.sdk import Handlers, Worker
+from participants.sdk import Handlers, PrometheusWorkerMetrics, Worker
 
 SERVICES: dict[str, Callable[[Redis, str], Handlers]] = {
     "payment": authorization_handlers,
@@ -43,8 +44,15 @@ async def run_participant(
         try:
             await broker.declare([name])
             handlers = services[name](redis, settings.namespace)
-            worker = Worker(name, handlers, broker, redis, settings.namespace, settings.participant)
-            await worker.run(stop)
+            metrics = PrometheusWorkerMetrics()
+            metrics.register(name, list(handlers))
+            worker = Worker(
+                name, handlers, broker, redis, settings.namespace, settings.participant,
+                metrics=metrics,
+            )  # fmt: skip
+            checks = {"rabbitmq": broker_ready(broker), "redis": redis_ready(redis)}
+            async with serving(metrics.registry, checks, settings.metrics.port):
+                await worker.run(stop)
         finally:
             await broker.close()
     finally:

@@ -3,7 +3,7 @@
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handler, Handlers, MessageContext, handles
 from participants.sdk.inbox import Inbox, inbox_key, tomb_key
-from participants.sdk.metrics import NoMetrics, WorkerMetrics
+from participants.sdk.metrics import NoMetrics, PrometheusWorkerMetrics, WorkerMetrics
 from participants.sdk.worker import Outcome, Worker
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "MessageContext",
     "NoMetrics",
     "Outcome",
+    "PrometheusWorkerMetrics",
     "Worker",
     "WorkerMetrics",
     "handles",

@@ -8,9 +8,13 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+import structlog
+
 from contracts.base import Reply
 from messaging.errors import StepRejected, TransientError
 from messaging.settings import ParticipantSettings
+
+log = structlog.get_logger(__name__)
 
 CRASH_EXIT_CODE = 137  # what a SIGKILL'd process reports, so supervisors treat it alike
 
@@ -52,3 +56,22 @@ class Chaos:
         if crash:
             self._exit(CRASH_EXIT_CODE)
         return reply
+
+    def reply_copies(self, command_kind: str, attempt: int) -> list[float]:
+        """Delays (seconds) of each copy of a reply to publish: [] drops it, two duplicate it.
+
+        Applied after the reply is stored in the inbox, so a lost reply is recovered by the
+        orchestrator's retry (same effect id) and a duplicate is one the inbox would repeat.
+        Random delays on each copy also reorder replies against each other.
+        """
+        s = self._settings
+        if attempt == 1 and command_kind in s.drop_first_reply_of:
+            log.warning("reply_chaos", action="first_reply_dropped")  # counted by fault tests
+            return []
+        if self._roll(s.reply_drop_rate):
+            log.warning("reply_chaos", action="dropped")
+            return []
+        copies = 2 if self._roll(s.reply_duplicate_rate) else 1
+        if copies > 1:
+            log.warning("reply_chaos", action="duplicated")
+        return [self._rng.random() * s.reply_delay_ms / 1000 for _ in range(copies)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -43,6 +44,16 @@ class Inbox:
         """The reply already given for ``effect_id``, if any."""
         raw = await self._redis.get(inbox_key(self._namespace, self._participant, effect_id))
         return None if raw is None else _loads(raw)
+
+    async def lookup(self, effect_id: str, *, forward: bool) -> tuple[Reply | None, bool]:
+        """``recall`` and, for a forward command, ``is_cancelled``, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(inbox_key(self._namespace, self._participant, effect_id))
+            if forward:
+                pipe.exists(tomb_key(self._namespace, self._participant, effect_id))
+            found: list[Any] = await pipe.execute()
+        raw = found[0]
+        return (None if raw is None else _loads(raw)), forward and bool(found[1])
 
     async def remember(self, effect_id: str, reply: Reply) -> Reply:
         """Store ``reply`` unless one is stored already; return the one that stays.

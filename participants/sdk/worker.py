@@ -30,6 +30,7 @@ from messaging.amqp import Broker, wire_of
 from messaging.codec import decode, encode
 from messaging.errors import ContractError, StepRejected, TransientError
 from messaging.settings import ParticipantSettings
+from messaging.tracing import child
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handlers, MessageContext, Route
 from participants.sdk.inbox import Inbox
@@ -171,10 +172,12 @@ class Worker:
             return technical_failure(exc)
 
     async def _settle(self, route: Route, body: Command, ctx: MessageContext) -> Answer:
-        stored = await self._inbox.recall(ctx.effect_id)
+        stored, cancelled_first = await self._inbox.lookup(
+            ctx.effect_id, forward=ctx.phase == "forward"
+        )
         if stored is not None:
             return Answer(stored, Outcome.DUPLICATE)
-        if ctx.phase == "forward" and await self._inbox.is_cancelled(ctx.effect_id):
+        if cancelled_first:
             cancelled = StepFailed(reason="cancelled", retriable=False)
             return Answer(await self._inbox.remember(ctx.effect_id, cancelled), Outcome.CANCELLED)
         try:
@@ -195,11 +198,22 @@ class Worker:
     ) -> Outcome:
         """Publish the reply with a confirm, then ack; if publishing fails, requeue instead."""
         t = self._broker.topology
-        wire = encode(envelope.reply(answer.reply.KIND), answer.reply)  # this attempt's stamp
-        try:
-            await self._broker.publish(
-                wire, exchange=t.replies_exchange, routing_key=t.replies_queue
+        reply = envelope.reply(answer.reply.KIND)  # this attempt's stamp
+        if envelope.traceparent:  # the reply is a child span of the command (same trace)
+            span = child(
+                envelope.traceparent,
+                f"{self.name} {envelope.kind}",
+                {"baton.step": envelope.step, "baton.outcome": str(answer.outcome)},
             )
+            reply = reply.model_copy(update={"traceparent": span})
+        wire = encode(reply, answer.reply)
+        try:
+            for delay in self._chaos.reply_copies(envelope.kind, envelope.attempt):
+                if delay:
+                    await asyncio.sleep(delay)  # injected lateness (fault tests only)
+                await self._broker.publish(
+                    wire, exchange=t.replies_exchange, routing_key=t.replies_queue
+                )
         except Exception:
             log.warning("reply_publish_failed", exc_info=True)
             with suppress(Exception):

@@ -171,6 +171,20 @@ async def test_outbox_entries_are_pending_until_done(store: SagaStore) -> None:
     assert [e.id for e in await store.outbox_pending(math.inf, 10)] == ["c", "b"]
 
 
+async def test_outbox_oldest_age_is_the_age_of_the_oldest_unsent_entry(store: SagaStore) -> None:
+    assert await store.outbox_oldest_age(500.0) == 0.0  # empty outbox: no lag
+    await store.create(a_state("s1", updated_at=100.0), [], [an_entry("a", "s1")])
+    await store.create(a_state("s2", updated_at=90.0), [], [an_entry("c", "s2")])
+
+    assert await store.outbox_oldest_age(130.0) == pytest.approx(40.0)  # "c", across shards
+    assert await store.outbox_oldest_age(50.0) == 0.0  # a clock behind the entries: never < 0
+
+    await store.outbox_done("s2", ["c"])
+    assert await store.outbox_oldest_age(130.0) == pytest.approx(30.0)
+    await store.outbox_done("s1", ["a"])
+    assert await store.outbox_oldest_age(130.0) == 0.0
+
+
 async def test_due_follows_wake_at(store: SagaStore) -> None:
     for saga_id, wake_at in [("a", 10.0), ("b", 20.0), ("c", None), ("d", 20.0), ("e", 5.0)]:
         await store.create(a_state(saga_id, wake_at=wake_at), [], [])

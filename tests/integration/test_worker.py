@@ -31,6 +31,7 @@ from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode, encode
 from messaging.errors import TransientError
 from messaging.settings import ParticipantSettings
+from messaging.tracing import span_id, trace_id
 from participants.payments import SERVICES
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
 from participants.sdk import Handlers, MessageContext, Worker, inbox_key
@@ -151,7 +152,9 @@ async def test_happy_path_replies_with_the_hold(
     assert got.envelope.step == sent.step
     assert got.envelope.attempt == 1
     assert got.envelope.effect_id == sent.effect_id
-    assert got.envelope.traceparent == sent.traceparent
+    # the reply is a child span of the command: same trace id, a span id of its own
+    assert trace_id(got.envelope.traceparent) == trace_id(sent.traceparent)
+    assert span_id(got.envelope.traceparent) not in ("", span_id(sent.traceparent))
     assert got.envelope.message_id != sent.message_id
     assert await ledger.balance("alice") == 10_000 - AMOUNT.minor
 

@@ -1,0 +1,85 @@
+"""A measured run turned into figures, Baton / baseline ratios, and the printed table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+
+from baton.load import percentile
+
+GROUPS = ("orchestrator", "participants", "rabbitmq", "redis", "driver")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One side (Baton or baseline) at one concurrency."""
+
+    sagas: int
+    latencies_s: list[float]
+    elapsed_s: float
+    cpu_s: dict[str, float]
+    peak_rss: dict[str, int]
+
+    def figures(self) -> dict[str, Any]:
+        done = len(self.latencies_s)
+        ms = [s * 1000 for s in self.latencies_s]
+        cpu = {g: round(self.cpu_s.get(g, 0.0) / max(done, 1) * 1000, 3) for g in GROUPS}
+        cpu["total"] = round(sum(self.cpu_s.values()) / max(done, 1) * 1000, 3)
+        return {
+            "sagas": self.sagas,
+            "finished": done,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "sagas_per_s": round(done / self.elapsed_s, 2) if self.elapsed_s else 0.0,
+            "p50_ms": round(percentile(ms, 50), 3),
+            "p99_ms": round(percentile(ms, 99), 3),
+            "max_ms": round(max(ms, default=0.0), 3),
+            "cpu_ms_per_saga": cpu,
+            "cpu_s": {g: round(self.cpu_s.get(g, 0.0), 3) for g in GROUPS},
+            "peak_rss_mb": {g: round(self.peak_rss.get(g, 0) / MB, 1) for g in GROUPS},
+        }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def ratios(baton: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Baton / baseline per concurrency, and CPU per saga over the whole run."""
+    found: dict[str, Any] = {}
+    for level, ours in baton.items():
+        theirs = baseline[level]
+        found[f"throughput_{level}"] = _ratio(ours["sagas_per_s"], theirs["sagas_per_s"])
+        found[f"p50_{level}"] = _ratio(ours["p50_ms"], theirs["p50_ms"])
+        found[f"cpu_per_saga_{level}"] = _ratio(
+            ours["cpu_ms_per_saga"]["total"], theirs["cpu_ms_per_saga"]["total"]
+        )
+
+    def per_saga(side: dict[str, dict[str, Any]]) -> float:
+        cpu = float(sum(sum(f["cpu_s"].values()) for f in side.values()))
+        return cpu / max(int(sum(f["finished"] for f in side.values())), 1)
+
+    found["cpu_per_saga"] = _ratio(per_saga(baton), per_saga(baseline))
+    return found
+
+
+def table(result: dict[str, Any]) -> Table:
+    """One row per side and concurrency: throughput, latency, CPU per saga by group, peak RSS."""
+    out = Table(
+        "run", "done", "sagas/s", "p50 ms", "p99 ms", "max ms",
+        "CPU ms/saga orch+part+rmq+redis+drv = total", "RSS MB orch/part",
+        title=f"baton bench: {result['replicas']} orchestrator(s), {result['cores']} cores",
+    )  # fmt: skip
+    for side in ("baseline", "baton"):
+        for level, f in result[side].items():
+            cpu = f["cpu_ms_per_saga"]
+            rss = f["peak_rss_mb"]
+            out.add_row(
+                f"{side} {level}", f"{f['finished']}/{f['sagas']}", f"{f['sagas_per_s']:.1f}",
+                f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['max_ms']:.2f}",
+                "+".join(f"{cpu[g]:.1f}" for g in GROUPS) + f" = {cpu['total']:.1f}",
+                f"{rss['orchestrator']:.0f}/{rss['participants']:.0f}",
+            )  # fmt: skip
+    return out

@@ -1,0 +1,266 @@
+"""``baton bench``: Baton against a raw command/reply baseline, in one run, on this machine.
+
+Four no-op participants (the real worker SDK, handlers that answer at once) run as
+processes for the whole bench. Per concurrency it first runs the baseline driver (no
+orchestrator is running, so it alone consumes the replies queue), then starts the
+orchestrator replicas and drives the same number of payment sagas through them, then
+stops them again. Interleaving the two sides per concurrency keeps the machine's noise
+(other engineers, CI) spread over both. Everything runs under a namespace of its own,
+and every queue and key it made is removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import redis.asyncio as aioredis
+from rich.console import Console
+
+from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN, BaselineDriver
+from baton.bench.figures import Measured, ratios, table
+from baton.bench.procstat import Usage, pids_named
+from baton.load import drive
+from baton.processes import ProcessGroup
+from baton.runtime import open_broker
+from contracts.payments import StartTransaction
+from messaging.amqp import Broker
+from messaging.settings import Settings
+
+PARTICIPANTS = ("payment", "risk", "pci", "transaction")
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    levels: tuple[int, ...] = (1, 50, 200)
+    sagas: int = 2000  # per concurrency above 1; concurrency 1 runs a fifth (at least 50)
+    replicas: int = 1
+    warmup: int = 50
+    as_json: bool = False
+    timeout_s: float = 600.0
+
+    def sagas_at(self, level: int) -> int:
+        return self.sagas if level > 1 else max(50, self.sagas // 5)
+
+
+async def run_bench(base: Settings, options: BenchOptions) -> int:
+    """Run the bench; exit 0 when every saga of both sides finished."""
+    namespace = f"bench-{uuid4().hex[:8]}."
+    settings = base.model_copy(update={"namespace": namespace})
+    env = {
+        "BATON_NAMESPACE": namespace,
+        "BATON_RABBIT__URL": str(settings.rabbit.url),
+        "BATON_REDIS__URL": str(settings.redis.url),
+        "BATON_LOG__LEVEL": "warning" if os.environ.get("BATON_BENCH_QUIET_LOGS") else "info",
+    }
+    group = ProcessGroup(env, Path(".baton") / "logs" / namespace.rstrip("."))
+    async with open_broker(settings) as broker:
+        await broker.declare(PARTICIPANTS)
+        try:
+            result = await _bench(settings, options, broker, group)
+        finally:
+            group.stop_all()
+            await _clean(settings, broker)
+    console.print(table(result))
+    console.print("ratios (Baton / baseline): " + json.dumps(result["ratios"]))
+    if options.as_json:
+        print(json.dumps(result))
+    return 0 if result["all_finished"] else 1
+
+
+async def _bench(
+    settings: Settings, options: BenchOptions, broker: Broker, group: ProcessGroup
+) -> dict[str, Any]:
+    console.print(
+        f"[bold]baton bench[/] namespace {settings.namespace}, concurrency "
+        f"{', '.join(map(str, options.levels))}, {options.replicas} orchestrator replica(s)"
+    )
+    for name in PARTICIPANTS:
+        group.spawn(name, "participant", name, "--noop")
+    t = broker.topology
+    await _wait_consumers(broker, {t.command_queue(p): 1 for p in PARTICIPANTS})
+    groups = _groups(group)
+    baton: dict[str, dict[str, Any]] = {}
+    baseline: dict[str, dict[str, Any]] = {}
+    for level in options.levels:
+        n = options.sagas_at(level)
+        driver = BaselineDriver(str(settings.rabbit.url), t, prefetch=settings.rabbit.prefetch)
+        async with driver:
+            run_baseline = _closed_loop(driver.saga)
+            await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
+            baseline[f"c{level}"] = await _measure(groups, run_baseline, n, level, "baseline")
+        with _orchestrators(group, options.replicas):
+            await _wait_consumers(broker, {t.replies_queue: options.replicas})
+            run_baton = _baton_runner(broker)
+            await run_baton(options.warmup, level, f"baton c{level} warm-up")
+            baton[f"c{level}"] = await _measure(groups, run_baton, n, level, "baton")
+    finished = all(f["finished"] == f["sagas"] for side in (baton, baseline) for f in side.values())
+    return {
+        "namespace": settings.namespace,
+        "replicas": options.replicas,
+        "levels": list(options.levels),
+        "prefetch": settings.rabbit.prefetch,
+        "cores": os.cpu_count(),
+        "baton": baton,
+        "baseline": baseline,
+        "ratios": ratios(baton, baseline),
+        "all_finished": finished,
+    }
+
+
+Runner = Callable[[int, int, str], Awaitable[tuple[list[float], float]]]
+
+
+def _closed_loop(saga: Callable[[], Awaitable[float]]) -> Runner:
+    """``level`` workers each running sagas back to back until ``n`` have been started."""
+
+    async def run(n: int, level: int, label: str) -> tuple[list[float], float]:
+        latencies: list[float] = []
+        remaining = [n]
+
+        async def worker() -> None:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                latencies.append(await saga())
+
+        began = time.perf_counter()
+        with _progress(label, n, latencies):
+            async with asyncio.timeout(600):
+                await asyncio.gather(*(worker() for _ in range(min(level, n))))
+        return latencies, time.perf_counter() - began
+
+    return run
+
+
+def _baton_runner(broker: Broker) -> Runner:
+    """Drive payment sagas through Baton with ``baton.load.drive`` (start -> final event)."""
+
+    async def run(n: int, level: int, label: str) -> tuple[list[float], float]:
+        starts = [
+            StartTransaction(
+                idempotency_key=uuid4().hex,
+                account_id=ACCOUNT,
+                merchant_id=MERCHANT,
+                amount=AMOUNT,
+                card_token=TOKEN,
+            )
+            for _ in range(n)
+        ]
+        began = time.perf_counter()
+        last = [0.0]
+
+        def show(progress: Any) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= 1 or progress.done == n:
+                last[0] = now
+                console.print(f"  {label}: {progress.done}/{n} done, {progress.rate:.0f} sagas/s")
+
+        outcomes, _ = await drive(
+            broker, starts, concurrency=level, timeout_s=600, on_progress=show
+        )
+        elapsed = time.perf_counter() - began
+        return [o.latency_s for o in outcomes if o.event == "completed"], elapsed
+
+    return run
+
+
+async def _measure(
+    groups: dict[str, Callable[[], list[int]]], run: Runner, n: int, level: int, side: str
+) -> dict[str, Any]:
+    usage = Usage(groups)
+    usage.start()
+    sampler = asyncio.create_task(_sample(usage))
+    try:
+        latencies, elapsed = await run(n, level, f"{side} c{level}")
+    finally:
+        sampler.cancel()
+    usage.stop()
+    figures = Measured(n, latencies, elapsed, usage.cpu, usage.peak_rss).figures()
+    console.print(
+        f"  {side} c{level}: {figures['sagas_per_s']:.1f} sagas/s, p50 {figures['p50_ms']:.2f} ms,"
+        f" cpu {figures['cpu_ms_per_saga']['total']:.2f} ms/saga"
+    )
+    return figures
+
+
+async def _sample(usage: Usage) -> None:
+    while True:
+        await asyncio.sleep(0.25)  # a sampling period, not a wait for anything to settle
+        usage.sample()
+
+
+@contextmanager
+def _progress(label: str, n: int, done: list[float]) -> Iterator[None]:
+    """Print progress about once a second while a closed loop runs."""
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(1)
+            console.print(f"  {label}: {len(done)}/{n} done")
+
+    task = asyncio.get_running_loop().create_task(report())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _groups(group: ProcessGroup) -> dict[str, Callable[[], list[int]]]:
+    def children(prefix: str) -> Callable[[], list[int]]:
+        return lambda: [
+            p.pid for name, p in group.procs.items() if name.startswith(prefix) and p.poll() is None
+        ]
+
+    return {
+        "orchestrator": children("orchestrator"),
+        "participants": lambda: [
+            p.pid for name, p in group.procs.items() if name in PARTICIPANTS and p.poll() is None
+        ],
+        "rabbitmq": lambda: pids_named("beam.smp"),
+        "redis": lambda: pids_named("redis-server"),
+        "driver": lambda: [os.getpid()],
+    }
+
+
+@contextmanager
+def _orchestrators(group: ProcessGroup, replicas: int) -> Iterator[None]:
+    names = [f"orchestrator-{i + 1}" for i in range(replicas)]
+    for name in names:
+        group.spawn(name, "orchestrator")
+    try:
+        yield
+    finally:
+        for name in names:
+            group.stop(name)
+
+
+async def _wait_consumers(broker: Broker, wanted: dict[str, int], timeout_s: float = 60) -> None:
+    """Block until each queue has its consumers: the processes are up and listening."""
+    async with asyncio.timeout(timeout_s):
+        for queue, count in wanted.items():
+            while await broker.consumer_count(queue) < count:  # noqa: ASYNC110 - polls the broker
+                await asyncio.sleep(0.1)
+
+
+async def _clean(settings: Settings, broker: Broker) -> None:
+    """Remove the bench's queues, exchanges and keys: shared services stay as they were."""
+    t = broker.topology
+    queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
+    queues += [t.dead_letter_queue(q) for q in list(queues)]
+    exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange, t.dead_letter_exchange]
+    await broker.delete(queues, exchanges)
+    client = aioredis.Redis.from_url(str(settings.redis.url))
+    try:
+        async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()

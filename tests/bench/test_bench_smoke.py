@@ -1,0 +1,53 @@
+"""A small ``baton bench`` run in every ``make test``: it keeps the benchmark working.
+
+Nothing here asserts on a timing or a ratio's value (this machine is shared and noisy);
+only that the run finishes every saga on both sides and reports what it promises.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+GROUPS = {"orchestrator", "participants", "rabbitmq", "redis", "driver"}
+
+
+def _bench(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "baton", "bench", *args, "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.timeout(600)
+def test_bench_runs_both_sides_and_reports_ratios() -> None:
+    result = _bench("--concurrency", "1,20", "--sagas", "150", "--warmup", "5")
+    assert result["all_finished"] is True
+    for side in ("baton", "baseline"):
+        assert set(result[side]) == {"c1", "c20"}
+        for figures in result[side].values():
+            assert figures["finished"] == figures["sagas"] > 0
+            assert figures["sagas_per_s"] > 0
+            assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+            assert set(figures["cpu_ms_per_saga"]) == GROUPS | {"total"}
+            assert set(figures["peak_rss_mb"]) == GROUPS
+    ratios = result["ratios"]
+    for name in ("throughput_c1", "throughput_c20", "p50_c1", "cpu_per_saga"):
+        assert isinstance(ratios[name], float)
+
+
+@pytest.mark.timeout(300)
+def test_bench_memory_reports_bytes_per_finished_saga() -> None:
+    result = _bench("--memory", "--memory-sagas", "200")
+    assert result["sagas"] == 200
+    assert result["saga_keys_bytes"] > 0
+    assert result["history_entries"] > 0

@@ -1,0 +1,15 @@
+"""Fixtures of the observability suite (the shared ones live in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from messaging.settings import Settings
+
+
+@pytest.fixture
+def settings(namespace: str, rabbit_url: str, redis_url: str) -> Settings:
+    """Settings for this test's isolated namespace on the real services."""
+    return Settings.model_validate(
+        {"namespace": namespace, "rabbit": {"url": rabbit_url}, "redis": {"url": redis_url}}
+    )
