@@ -12,7 +12,7 @@ from orchestrator.state import SagaStatus
 
 PREFIX = "baton"
 SAGA = "saga"  # hash: state (SagaState JSON), version, status
-HISTORY = "history"  # stream: one entry per HistoryEntry
+HISTORY = "history"  # list: one compact JSON array per HistoryEntry
 DEADLINES = "deadlines"  # zset per shard: saga id -> wake_at
 OUTBOX = "outbox"  # hash per shard: entry id -> OutboxEntry.dumps()
 OUTBOX_AT = "outbox:at"  # zset per shard: entry id -> enqueue time (state.updated_at)

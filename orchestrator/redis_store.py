@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import cache
@@ -114,7 +115,7 @@ class RedisSagaStore:
         args: list[str | int] = [
             expected,
             state.version,
-            state.model_dump_json(),
+            state.model_dump_json(exclude_defaults=True),  # a pending step is just {}
             state.saga_id,
             state.status.value,
             _score(state.updated_at),
@@ -177,11 +178,8 @@ class RedisSagaStore:
         return None if raw is None else SagaState.model_validate_json(raw)
 
     async def history(self, saga_id: str) -> list[dict[str, str]]:
-        entries = await self._redis.xrange(self.keys.history(saga_id))
-        # redis-py types entries and their fields as optional; XRANGE never answers nil
-        return [
-            {_text(k): _text(v) for k, v in (fields or {}).items()} for _, fields in entries or ()
-        ]
+        entries = await self._redis.lrange(self.keys.history(saga_id), 0, -1)
+        return [dict(zip(HISTORY_FIELDS, json.loads(entry), strict=True)) for entry in entries]
 
     async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
         """Earliest first across shards: one round trip for the ids, one for the payloads."""
@@ -247,14 +245,16 @@ class RedisSagaStore:
         return list(islice(merged, limit))
 
 
+# History is a list of compact JSON arrays, not a stream: a stream preallocates a node of
+# several KB, about five times the size of a finished saga's whole timeline.
+HISTORY_FIELDS = ("at", "what", "step", "phase", "attempt", "detail")
+
+
 def _history_args(history: Sequence[HistoryEntry]) -> Iterable[str | int]:
     yield len(history)
     for entry in history:
         fields = entry.fields()
-        yield 2 * len(fields)
-        for name, value in fields.items():
-            yield name
-            yield value
+        yield json.dumps([fields[name] for name in HISTORY_FIELDS], separators=(",", ":"))
 
 
 def _outbox_args(outbox: Sequence[OutboxEntry]) -> Iterable[str | int]:

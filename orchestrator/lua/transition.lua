@@ -3,12 +3,12 @@
 -- Creation is the same write with expected version 0 ("must not exist yet").
 -- Returns 1 when written, 0 when the stored version is not the expected one (nothing written).
 --
--- KEYS: saga hash, history stream, deadlines zset, outbox hash, outbox:at zset,
+-- KEYS: saga hash, history list, deadlines zset, outbox hash, outbox:at zset,
 --       then one status zset per status (names in the same order in ARGV).
 -- ARGV: expected version, new version, state JSON, saga id, new status, updated_at,
 --       wake_at ('' clears it), retention seconds ('0': the status does not expire),
 --       status-index trim cutoff, the status names,
---       history count, then per entry: field count, field, value, ...,
+--       history count, then one compact JSON array per entry,
 --       outbox count, then per entry: id, payload.
 local saga, history, deadlines, outbox, outbox_at = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
@@ -46,11 +46,8 @@ local i = 10 + n_status
 local n_history = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n_history do
-  local n_fields = tonumber(ARGV[i])
-  local entry = {}
-  for f = 1, n_fields do entry[f] = ARGV[i + f] end
-  redis.call('XADD', history, '*', unpack(entry))
-  i = i + 1 + n_fields
+  redis.call('RPUSH', history, ARGV[i])
+  i = i + 1
 end
 
 local n_outbox = tonumber(ARGV[i])
