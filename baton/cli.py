@@ -67,7 +67,7 @@ def orchestrator(ctx: click.Context) -> None:
     enable_otlp("baton-orchestrator")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
-        async with open_runtime(settings) as rt:
+        async with open_runtime(settings, wait_s=settings.rabbit.connect_wait_s) as rt:
             checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
             registry = rt.orchestrator.metrics.registry
             async with serving(registry, checks, settings.metrics.port):

@@ -24,12 +24,14 @@ def load_catalog(settings: Settings) -> Catalog:
 
 
 @asynccontextmanager
-async def open_broker(settings: Settings) -> AsyncIterator[Broker]:
+async def open_broker(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterator[Broker]:
+    """Operator commands fail fast (``wait_s`` 0); daemons wait for a restarting broker."""
     broker = await Broker.connect(
         str(settings.rabbit.url),
         settings.topology,
         prefetch=settings.rabbit.prefetch,
         queue_type=settings.rabbit.queue_type,
+        wait_s=wait_s,
     )
     try:
         yield broker
@@ -57,10 +59,10 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterator[Runtime]:
     """Everything an orchestrator replica (or an operator command) needs, connected."""
     catalog = load_catalog(settings)
-    async with open_store(settings) as store, open_broker(settings) as broker:
+    async with open_store(settings) as store, open_broker(settings, wait_s=wait_s) as broker:
         config = RunnerConfig(
             tick_interval_s=settings.orchestrator.tick_interval_s,
             outbox_grace_s=settings.orchestrator.outbox_grace_s,

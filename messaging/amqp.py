@@ -56,6 +56,21 @@ def _message(wire: Wire) -> aio_pika.Message:
     )
 
 
+async def _first_connection(url: str, wait_s: float) -> AbstractRobustConnection:
+    loop = asyncio.get_running_loop()
+    give_up_at, delay = loop.time() + wait_s, 0.5
+    while True:
+        try:
+            return await aio_pika.connect_robust(url, client_properties={"product": "baton"})
+        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            if loop.time() + delay > give_up_at:
+                raise
+            reason = str(exc) or type(exc).__name__
+            log.warning("rabbitmq_unreachable", error=reason, retry_in_s=delay)
+            await asyncio.sleep(delay)  # backing off before the next attempt, not settling
+            delay = min(delay * 2, 5.0)
+
+
 class Broker:
     """A robust connection with one confirming publisher channel and one channel per consumer.
 
@@ -82,9 +97,20 @@ class Broker:
 
     @classmethod
     async def connect(
-        cls, url: str, topology: Topology, *, prefetch: int = 64, queue_type: str = "classic"
+        cls,
+        url: str,
+        topology: Topology,
+        *,
+        prefetch: int = 64,
+        queue_type: str = "classic",
+        wait_s: float = 0.0,
     ) -> Broker:
-        connection = await aio_pika.connect_robust(url, client_properties={"product": "baton"})
+        """Connect; a long-running process passes ``wait_s`` to outlast a broker restart.
+
+        Once connected, aio-pika's robust connection reconnects by itself; only the first
+        connection needs this patience.
+        """
+        connection = await _first_connection(url, wait_s)
         publisher = await connection.channel(publisher_confirms=True)
         return cls(connection, publisher, topology, prefetch=prefetch, queue_type=queue_type)
 

@@ -14,6 +14,8 @@ class RabbitSettings(BaseModel):
     url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
     prefetch: int = Field(default=64, ge=1, le=10_000)
     queue_type: Literal["classic", "quorum"] = "classic"
+    # How long the orchestrator and participants wait for RabbitMQ when they start.
+    connect_wait_s: float = Field(default=300.0, ge=0)
 
 
 class RedisSettings(BaseModel):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import suppress
 
+import structlog
 from redis.asyncio import Redis
 
 from messaging.amqp import Broker
@@ -17,12 +19,27 @@ from participants.payments.risk import risk_handlers
 from participants.payments.transaction import transaction_handlers
 from participants.sdk import Handlers, PrometheusWorkerMetrics, Worker
 
+log = structlog.get_logger("baton.participant")
+
 SERVICES: dict[str, Callable[[Redis, str], Handlers]] = {
     "payment": authorization_handlers,
     "risk": risk_handlers,
     "pci": pci_handlers,
     "transaction": transaction_handlers,
 }
+
+
+async def _declare(broker: Broker, name: str, stop: asyncio.Event) -> None:
+    """Declare this participant's queue, waiting out a broker that goes down as we start."""
+    while not stop.is_set():
+        try:
+            await broker.declare([name])
+        except Exception:  # the robust connection is reconnecting: try again shortly
+            log.warning("declare_failed", participant=name, exc_info=True)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        else:
+            return
 
 
 async def run_participant(
@@ -40,9 +57,10 @@ async def run_participant(
         broker = await Broker.connect(
             str(settings.rabbit.url), settings.topology,
             prefetch=settings.rabbit.prefetch, queue_type=settings.rabbit.queue_type,
+            wait_s=settings.rabbit.connect_wait_s,
         )  # fmt: skip
         try:
-            await broker.declare([name])
+            await _declare(broker, name, stop)
             handlers = services[name](redis, settings.namespace)
             metrics = PrometheusWorkerMetrics()
             metrics.register(name, list(handlers))

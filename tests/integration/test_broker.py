@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -11,6 +14,7 @@ from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.payments import AuthorizePayment
+from contracts.topology import Topology
 from messaging.amqp import Broker, wire_of
 from messaging.codec import decode, encode
 
@@ -49,3 +53,50 @@ async def test_publish_consume_and_dead_letter(broker: Broker) -> None:
         await asyncio.sleep(0.05)
     assert await dead_depth() == 1
     assert env.H_REASON  # the header name is part of the contract
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_daemon_waits_for_a_broker_that_is_not_up_yet(
+    rabbit_url: str, topology: Topology
+) -> None:
+    """A process started before RabbitMQ connects once it comes up, instead of exiting."""
+    target = urlsplit(rabbit_url)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens on this port yet
+    url = target._replace(netloc=f"{target.username}:{target.password}@127.0.0.1:{port}").geturl()
+    connecting = asyncio.create_task(Broker.connect(url, topology, wait_s=60))
+    done, _ = await asyncio.wait({connecting}, timeout=1.5)
+    assert not done, "it keeps trying while the broker is down"
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port or 5672)
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    server = await asyncio.start_server(forward, "127.0.0.1", port)
+    try:
+        broker = await asyncio.wait_for(connecting, 30)
+        assert broker.is_connected
+        await broker.close()
+    finally:
+        server.close()
+
+
+async def test_an_operator_command_fails_fast_when_the_broker_is_down(topology: Topology) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises((OSError, aio_pika.exceptions.AMQPConnectionError)):
+        await Broker.connect(f"amqp://guest:guest@127.0.0.1:{port}/", topology)
