@@ -269,8 +269,12 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write asyncapi.json and schemas/<Contract>.json here instead of printing.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write asyncapi.json and schemas/<Contract>.json here instead of printing.",
+)
 @click.pass_context
 def schema(ctx: click.Context, out: str | None) -> None:
     """The AsyncAPI 3.0 document of the topology, and every contract's JSON Schema."""

@@ -7,7 +7,6 @@ at each of the four steps, shows progress, then checks the books and prints a su
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
@@ -22,13 +21,18 @@ from rich.table import Table
 
 from baton.load import Outcome, Progress, drive, percentile
 from baton.processes import ProcessGroup
-from baton.runtime import load_catalog, open_broker
+from baton.runtime import (
+    PARTICIPANTS,
+    load_catalog,
+    open_broker,
+    remove_namespace,
+    wait_for_consumers,
+)
 from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.settings import Settings
 from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
 
-PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 console = Console(stderr=True)
 
 
@@ -56,14 +60,6 @@ def transactions(world: DemoWorld, options: DemoOptions) -> tuple[list[StartTran
         failing += fails_at is not None
         starts.append(world.transaction(n, fails_at=fails_at))
     return starts, failing
-
-
-async def wait_for_consumers(broker: Broker, queues: list[str], timeout_s: float = 60.0) -> None:
-    """Block until every queue has a consumer: the processes are up and listening."""
-    async with asyncio.timeout(timeout_s):
-        for queue in queues:
-            while await broker.consumer_count(queue) < 1:  # noqa: ASYNC110 - polls the broker
-                await asyncio.sleep(0.1)
 
 
 def _table(progress: Progress) -> Table:
@@ -125,21 +121,6 @@ async def _seed(settings: Settings, options: DemoOptions) -> DemoWorld:
         await client.aclose()
 
 
-async def _clean(settings: Settings, broker: Broker) -> None:
-    """Remove the demo's queues and keys: it leaves the shared services as it found them."""
-    t = broker.topology
-    queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-    queues += [t.dead_letter_queue(q) for q in list(queues)]
-    exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange, t.dead_letter_exchange]
-    await broker.delete(queues, exchanges)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
-    try:
-        async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):
-            await client.delete(key)
-    finally:
-        await client.aclose()
-
-
 async def run_demo(base: Settings, options: DemoOptions) -> int:
     namespace = base.namespace or f"demo-{uuid4().hex[:8]}."
     settings = base.model_copy(update={"namespace": namespace})
@@ -156,7 +137,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
         finally:
             group.stop_all()
             if not options.keep:
-                await _clean(settings, broker)
+                await remove_namespace(settings, broker)
 
 
 async def _run(
@@ -169,7 +150,8 @@ async def _run(
         group.spawn(name, "participant", name)
     t = broker.topology
     await wait_for_consumers(
-        broker, [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
+        broker,
+        dict.fromkeys([t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)], 1),
     )
     starts, meant = transactions(world, options)
     console.print(

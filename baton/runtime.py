@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+
+import redis.asyncio as aioredis
 
 from messaging.amqp import Broker
 from messaging.settings import Settings
@@ -82,3 +84,31 @@ def stop_on_signals() -> asyncio.Event:
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+PARTICIPANTS = ("payment", "risk", "pci", "transaction")  # the payment saga's services
+
+
+async def wait_for_consumers(
+    broker: Broker, wanted: Mapping[str, int], timeout_s: float = 60.0
+) -> None:
+    """Block until each queue has its consumers: the spawned processes are up and listening."""
+    async with asyncio.timeout(timeout_s):
+        for queue, count in wanted.items():
+            while await broker.consumer_count(queue) < count:  # noqa: ASYNC110 - polls the broker
+                await asyncio.sleep(0.1)
+
+
+async def remove_namespace(settings: Settings, broker: Broker) -> None:
+    """Delete a run's queues, exchanges and keys: shared services stay as they were."""
+    t = broker.topology
+    queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
+    queues += [t.dead_letter_queue(q) for q in list(queues)]
+    exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange, t.dead_letter_exchange]
+    await broker.delete(queues, exchanges)
+    client = aioredis.Redis.from_url(str(settings.redis.url))
+    try:
+        async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()

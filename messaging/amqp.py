@@ -191,8 +191,9 @@ class Broker:
     async def dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.
 
-        When the copy cannot be published the original is rejected instead, so the broker's
-        own dead-lettering still keeps it: nothing is dropped.
+        When the copy cannot be published (the broker is going away) the original goes back
+        to its queue, to be judged again and dead-lettered with its reason once the broker is
+        back: rejecting it would keep it too, but without the reason.
         """
         original = wire_of(message)
         reasons = {env.H_REASON: reason[:500], env.H_SOURCE_QUEUE: queue}
@@ -205,7 +206,9 @@ class Broker:
             )
         except Exception:
             log.exception("dead_letter_publish_failed", queue=queue, reason=reason)
-            await message.reject(requeue=False)
+            await asyncio.sleep(0.5)  # back off before the broker redelivers it
+            with suppress(Exception):  # a dead channel redelivers the message by itself
+                await message.nack(requeue=True)
             return
         await message.ack()
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import redis.asyncio as aioredis
 from rich.console import Console
 
 from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN, BaselineDriver
@@ -30,12 +29,11 @@ from baton.bench.figures import Measured, ratios, table
 from baton.bench.procstat import Usage, pids_named
 from baton.load import drive
 from baton.processes import ProcessGroup
-from baton.runtime import open_broker
+from baton.runtime import PARTICIPANTS, open_broker, remove_namespace, wait_for_consumers
 from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.settings import Settings
 
-PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 console = Console(stderr=True)
 
 
@@ -69,7 +67,7 @@ async def run_bench(base: Settings, options: BenchOptions) -> int:
             result = await _bench(settings, options, broker, group)
         finally:
             group.stop_all()
-            await _clean(settings, broker)
+            await remove_namespace(settings, broker)
     console.print(table(result))
     console.print("ratios (Baton / baseline): " + json.dumps(result["ratios"]))
     if options.as_json:
@@ -87,7 +85,7 @@ async def _bench(
     for name in PARTICIPANTS:
         group.spawn(name, "participant", name, "--noop")
     t = broker.topology
-    await _wait_consumers(broker, {t.command_queue(p): 1 for p in PARTICIPANTS})
+    await wait_for_consumers(broker, {t.command_queue(p): 1 for p in PARTICIPANTS})
     groups = _groups(group)
     baton: dict[str, dict[str, Any]] = {}
     baseline: dict[str, dict[str, Any]] = {}
@@ -99,7 +97,7 @@ async def _bench(
             await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
             baseline[f"c{level}"] = await _measure(groups, run_baseline, n, level, "baseline")
         with _orchestrators(group, options.replicas):
-            await _wait_consumers(broker, {t.replies_queue: options.replicas})
+            await wait_for_consumers(broker, {t.replies_queue: options.replicas})
             run_baton = _baton_runner(broker)
             await run_baton(options.warmup, level, f"baton c{level} warm-up")
             baton[f"c{level}"] = await _measure(groups, run_baton, n, level, "baton")
@@ -241,26 +239,3 @@ def _orchestrators(group: ProcessGroup, replicas: int) -> Iterator[None]:
     finally:
         for name in names:
             group.stop(name)
-
-
-async def _wait_consumers(broker: Broker, wanted: dict[str, int], timeout_s: float = 60) -> None:
-    """Block until each queue has its consumers: the processes are up and listening."""
-    async with asyncio.timeout(timeout_s):
-        for queue, count in wanted.items():
-            while await broker.consumer_count(queue) < count:  # noqa: ASYNC110 - polls the broker
-                await asyncio.sleep(0.1)
-
-
-async def _clean(settings: Settings, broker: Broker) -> None:
-    """Remove the bench's queues, exchanges and keys: shared services stay as they were."""
-    t = broker.topology
-    queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-    queues += [t.dead_letter_queue(q) for q in list(queues)]
-    exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange, t.dead_letter_exchange]
-    await broker.delete(queues, exchanges)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
-    try:
-        async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):
-            await client.delete(key)
-    finally:
-        await client.aclose()

@@ -30,6 +30,7 @@ from uuid import uuid4
 import redis.asyncio as aioredis
 
 from baton.processes import ProcessGroup
+from baton.runtime import wait_for_consumers
 from contracts.envelope import H_REASON, Envelope
 from contracts.payments import StartTransaction
 from contracts.topology import Topology
@@ -337,10 +338,7 @@ class FaultRun:
     async def _wait_for_consumers(self) -> None:
         t = self.topology
         queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-        async with asyncio.timeout(90):
-            for queue in queues:
-                while await self.broker.consumer_count(queue) < 1:  # noqa: ASYNC110 - polls
-                    await asyncio.sleep(0.1)
+        await wait_for_consumers(self.broker, dict.fromkeys(queues, 1), timeout_s=90)
 
     async def judge(self, elapsed: float) -> Result:
         outcomes: dict[str, str] = {}

@@ -16,7 +16,8 @@ from contracts.money import Money
 from contracts.payments import AuthorizePayment
 from contracts.topology import Topology
 from messaging.amqp import Broker, wire_of
-from messaging.codec import decode, encode
+from messaging.codec import Wire, decode, encode
+from tests.integration.harness import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +101,35 @@ async def test_an_operator_command_fails_fast_when_the_broker_is_down(topology: 
     probe.close()
     with pytest.raises((OSError, aio_pika.exceptions.AMQPConnectionError)):
         await Broker.connect(f"amqp://guest:guest@127.0.0.1:{port}/", topology)
+
+
+async def test_a_dead_letter_that_cannot_be_copied_goes_back_to_its_queue(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a dead letter without its reason: when the copy fails, the message is requeued."""
+    t = broker.topology
+    queue = t.command_queue("risk")
+    await broker.publish(Wire(b"{", kind="x"), exchange="", routing_key=queue)
+    got: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def handler(message: AbstractIncomingMessage) -> None:
+        await got.put(message)
+
+    await broker.consume(queue, handler)
+    first = await asyncio.wait_for(got.get(), 10)
+
+    async def broken(*_: object, **__: object) -> None:
+        raise ConnectionError("broker going away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(broker, "publish", broken)
+        await broker.dead_letter(first, queue, "not_json")
+    again = await asyncio.wait_for(got.get(), 10)
+    assert again.redelivered
+    await broker.dead_letter(again, queue, "not_json")
+    dead = t.dead_letter_queue(queue)
+
+    async def dead_lettered() -> bool:
+        return await broker.queue_depth(dead) == 1
+
+    assert await eventually(dead_lettered, what="dead-lettered with its reason")

@@ -26,9 +26,10 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from baton.demo import DemoOptions, transactions, wait_for_consumers
+from baton.demo import DemoOptions, transactions
 from baton.load import drive
 from baton.processes import ProcessGroup
+from baton.runtime import wait_for_consumers
 from contracts.envelope import Envelope
 from contracts.topology import Topology
 from messaging.amqp import Broker
@@ -173,11 +174,10 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
         topology = Topology(namespace=namespace)
         broker = await Broker.connect(node.url, topology)
         await broker.declare(PARTICIPANTS)
+        queues = [topology.start_queue, topology.replies_queue]
         await wait_for_consumers(
-            broker,
-            [topology.start_queue, topology.replies_queue,
-             *map(topology.command_queue, PARTICIPANTS)],
-        )  # fmt: skip
+            broker, dict.fromkeys([*queues, *map(topology.command_queue, PARTICIPANTS)], 1)
+        )
 
         # Readiness: every process answers /healthz with 200 and names its checks.
         for name, port in ports.items():
