@@ -22,7 +22,7 @@ RESULTS: list[Result] = []
 
 @pytest.fixture(scope="session")
 def rabbit_node() -> Iterator[RabbitNode]:
-    node = RabbitNode()
+    node = RabbitNode("baton-fault")
     try:
         node.start()
         yield node

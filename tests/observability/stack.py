@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,16 +25,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts, not Debian's su wrappers
+from tests.support.rabbit_node import RabbitNode, free_port
+
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["Prometheus", "RabbitNode", "ensure_prometheus", "free_port", "http_get", "wait_until"]
 
 
 def wait_until(check: Callable[[], T | None], what: str, timeout_s: float) -> T:
@@ -93,80 +85,6 @@ def ensure_prometheus() -> str:
     if not found:
         raise RuntimeError("the prometheus package installed no prometheus binary")
     return found
-
-
-class RabbitNode:
-    """A RabbitMQ node of this suite's own with rabbitmq_prometheus on a spare port."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="baton-obs-rabbit-"))
-        self.name = f"baton-obs-{secrets.token_hex(4)}@localhost"
-        self.port = free_port()
-        self.prometheus_port = free_port()
-        home = self.dir / "home"
-        home.mkdir()
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
-        cookie.chmod(0o400)
-        (self.dir / "rabbitmq.conf").write_text(
-            "loopback_users = none\n"
-            f"prometheus.tcp.port = {self.prometheus_port}\n"
-            "prometheus.tcp.ip = 127.0.0.1\n"
-        )
-        (self.dir / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
-        self.env = {
-            **os.environ,
-            "HOME": str(home),
-            "RABBITMQ_CONF_ENV_FILE": "/dev/null",  # not the shared node's rabbitmq-env.conf
-            "RABBITMQ_NODENAME": self.name,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(free_port()),
-            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
-            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.dir / "advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(self.dir / "pid"),
-        }
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        out = (self.dir / "server.out").open("ab")
-        self._proc = subprocess.Popen(
-            [str(RABBIT_BIN / "rabbitmq-server")],
-            env=self.env,
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, stopped as one
-        )
-        out.close()
-
-        def ready() -> bool:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq exited; see {self.dir / 'server.out'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    pass
-            except OSError:
-                return False
-            return http_get(f"http://127.0.0.1:{self.prometheus_port}/metrics", 2)[0] == 200
-
-        wait_until(ready, "the suite's RabbitMQ node to listen", timeout_s)
-
-    def close(self) -> None:
-        """Stop the node and remove its directory."""
-        try:
-            if self._proc is not None:
-                _stop_group(self._proc, 30.0)
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Prometheus:

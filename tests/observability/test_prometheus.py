@@ -141,7 +141,7 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
     binary = await asyncio.to_thread(ensure_prometheus)
     namespace = f"obs-{uuid4().hex[:10]}."
     logs = Path(tempfile.mkdtemp(prefix="baton-obs-logs-"))
-    node = RabbitNode()
+    node = RabbitNode("baton-obs", prometheus=True)
     ports = {name: free_port() for name in ("orchestrator", *PARTICIPANTS)}
     prometheus: Prometheus | None = None
     group: ProcessGroup | None = None
