@@ -15,17 +15,19 @@ from rich.console import Console
 from rich.table import Table
 
 from baton import deadletters
-from baton.runtime import open_broker, open_runtime, open_store
+from baton.runtime import load_catalog, open_broker, open_runtime, open_store
 from contracts.base import Start
 from contracts.envelope import Envelope
+from contracts.registry import contract_for
 from contracts.topology import Topology
 from messaging.amqp import Broker
 from messaging.codec import encode
 from messaging.errors import BatonError
 from messaging.settings import Settings
 from messaging.tracing import trace_id
+from orchestrator.catalog import Catalog
 from orchestrator.effects import OperatorAction
-from orchestrator.state import SagaStatus
+from orchestrator.state import SagaState, SagaStatus
 
 console = Console()
 
@@ -84,6 +86,19 @@ async def start_and_wait(
     raise BatonError("no final event")  # pragma: no cover - the iterator only ends on close
 
 
+def _redacted(state: SagaState, catalog: Catalog) -> SagaState:
+    """The state with its input's sensitive fields (card token, account id) masked.
+
+    An operator's screen is no place for them; the contract that started the saga names
+    which fields those are.
+    """
+    definition = catalog.get(state.saga, state.definition_version)
+    model = contract_for(definition.trigger) if definition else None
+    if model is None:
+        return state
+    return state.model_copy(update={"input": model.model_validate(state.input).redacted()})
+
+
 async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
     async with open_store(settings) as store:
         state = await store.load(saga_id)
@@ -91,6 +106,7 @@ async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
     if state is None:
         click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
         return 1
+    state = _redacted(state, load_catalog(settings))
     if as_json:
         trace = trace_id(state.traceparent)
         state_json = state.model_dump(mode="json")

@@ -55,9 +55,6 @@ class ProcessGroup:
                 proc.wait()
         return proc.returncode
 
-    def alive(self) -> list[str]:
-        return [name for name, proc in self.procs.items() if proc.poll() is None]
-
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)

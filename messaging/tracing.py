@@ -41,11 +41,6 @@ def span_id(traceparent: str) -> str:
     return match.group(2) if match else ""
 
 
-def continue_or_start(traceparent: str) -> str:
-    """Keep a caller's valid trace; start a new one for a missing or malformed header."""
-    return traceparent if trace_id(traceparent) else new_traceparent()
-
-
 def child(
     parent: str,
     name: str = "",

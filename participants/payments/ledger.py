@@ -20,7 +20,6 @@ from messaging.errors import StepRejected
 from participants.payments import scripts
 from participants.payments.books import Books, BooksReport, audit
 
-HoldStatus = Literal["held", "voided", "captured"]
 DEFAULT_MARKER_TTL_S = 30 * 24 * 3600
 
 
@@ -169,10 +168,6 @@ class Ledger:
                 await self._seed(keys=keys, args=[m.merchant_id, 0, m.currency, flag],
                                  client=pipe)  # fmt: skip
             await pipe.execute()
-
-    async def set_merchant_open(self, merchant: str, open_: bool) -> None:
-        """Open or close a merchant's settlement account (a closed one refuses captures)."""
-        await self._redis.hset(self.keys.merchant(merchant), "open", "1" if open_ else "0")
 
     async def balance(self, account: str) -> int | None:
         """The account's available balance in minor units, None if it does not exist."""

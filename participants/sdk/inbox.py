@@ -40,13 +40,9 @@ class Inbox:
         self._participant = participant
         self._ttl_s = ttl_s
 
-    async def recall(self, effect_id: str) -> Reply | None:
-        """The reply already given for ``effect_id``, if any."""
-        raw = await self._redis.get(inbox_key(self._namespace, self._participant, effect_id))
-        return None if raw is None else _loads(raw)
-
     async def lookup(self, effect_id: str, *, forward: bool) -> tuple[Reply | None, bool]:
-        """``recall`` and, for a forward command, ``is_cancelled``, in one round trip."""
+        """The stored reply for ``effect_id`` and, for a forward command, whether a compensation
+        already ran (cancel-before-execute): one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(inbox_key(self._namespace, self._participant, effect_id))
             if forward:
@@ -65,11 +61,6 @@ class Inbox:
             return reply
         stored = await self._redis.get(key)
         return reply if stored is None else _loads(stored)
-
-    async def is_cancelled(self, effect_id: str) -> bool:
-        """Whether a compensation for ``effect_id`` already ran (cancel-before-execute)."""
-        key = tomb_key(self._namespace, self._participant, effect_id)
-        return bool(await self._redis.exists(key))
 
     async def bury(self, forward_effect_id: str) -> None:
         """Leave a tombstone so a late forward command for this effect is refused."""

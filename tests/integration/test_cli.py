@@ -96,6 +96,9 @@ async def test_operator_session(world: DemoWorld, settings: Settings) -> None:
     status = await baton(settings, "status", saga_id, "--json")
     assert status.code == 0
     state = status.json()["state"]
+    assert state["input"]["card_token"] == "***", "an operator's screen never shows the token"
+    assert state["input"]["account_id"] == "***"
+    assert good.card_token not in status.out
     assert state["status"] == "completed"
     assert state["input"]["amount"] == {"minor": 1250, "currency": "EUR"}
 
