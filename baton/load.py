@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,9 +110,8 @@ async def drive(
                 if on_progress:
                     on_progress(progress)
             while not all_done.is_set() and starts:
-                with_progress = asyncio.create_task(all_done.wait())
-                await asyncio.wait({with_progress}, timeout=0.5)
-                with_progress.cancel()
+                with suppress(TimeoutError):  # wake twice a second to show progress
+                    await asyncio.wait_for(all_done.wait(), 0.5)
                 if on_progress:
                     on_progress(progress)
     except TimeoutError:

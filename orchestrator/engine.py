@@ -351,12 +351,7 @@ def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unkno
         )
         return
     d.set_step(waiting.step, status=StepStatus.UNKNOWN, error=reason, finished_at=d.now)
-    _give_up_forward(d, step, reason)
-
-
-def _give_up_forward(d: _Draft, step: StepDefinition, reason: str) -> None:
-    if step.kind == "retriable":  # unreachable: retriable steps are never given up
-        raise AssertionError("a retriable step is never given up")
+    assert step.kind != "retriable", "a retriable step is retried without limit"
     _begin_compensation(d, step.name, reason)
 
 
