@@ -151,7 +151,7 @@ async def _run(
     t = broker.topology
     await wait_for_consumers(
         broker,
-        dict.fromkeys([t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)], 1),
+        dict.fromkeys(t.work_queues(PARTICIPANTS), 1),
     )
     starts, meant = transactions(world, options)
     console.print(

@@ -19,7 +19,6 @@ from baton.runtime import load_catalog, open_broker, open_runtime, open_store
 from contracts.base import Start
 from contracts.envelope import Envelope
 from contracts.registry import contract_for
-from contracts.topology import Topology
 from messaging.amqp import Broker
 from messaging.codec import encode
 from messaging.errors import BatonError
@@ -260,20 +259,12 @@ async def replay_dead_letters(settings: Settings, queue: str, limit: int) -> int
     return 0
 
 
-def dead_letter_queues(topology: Topology, participants: tuple[str, ...]) -> list[str]:
-    sources = [
-        topology.start_queue,
-        topology.replies_queue,
-        *map(topology.command_queue, participants),
-    ]
-    return [topology.dead_letter_queue(q) for q in sources]
-
-
 async def dead_letters(settings: Settings, as_json: bool) -> int:
     async with open_runtime(settings) as rt:
         depths = {
             q: await rt.broker.queue_depth(q)
-            for q in dead_letter_queues(rt.broker.topology, rt.catalog.participants)
+            for q in rt.broker.topology.all_queues(rt.catalog.participants)
+            if ".dead." in q
         }
     if as_json:
         click.echo(json.dumps(depths))

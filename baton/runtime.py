@@ -102,10 +102,7 @@ async def wait_for_consumers(
 async def remove_namespace(settings: Settings, broker: Broker) -> None:
     """Delete a run's queues, exchanges and keys: shared services stay as they were."""
     t = broker.topology
-    queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-    queues += [t.dead_letter_queue(q) for q in list(queues)]
-    exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange, t.dead_letter_exchange]
-    await broker.delete(queues, exchanges)
+    await broker.delete(t.all_queues(PARTICIPANTS), t.exchanges)
     client = aioredis.Redis.from_url(str(settings.redis.url))
     try:
         async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):

@@ -44,7 +44,7 @@ async def read(
     counts = await store.counts()
     stuck = {s: len(await store.by_status(s, STUCK_CAP, now - stuck_after_s)) for s in UNFINISHED}
     t = broker.topology
-    work = [t.start_queue, t.replies_queue, *map(t.command_queue, participants)]
+    work = t.work_queues(participants)
     queues = {q: await broker.queue_depth(q) for q in work}
     dead = {t.dead_letter_queue(q): await broker.queue_depth(t.dead_letter_queue(q)) for q in work}
     return Reading(now, counts, stuck, queues, dead)

@@ -6,6 +6,8 @@ broker without seeing each other's messages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -50,6 +52,24 @@ class Topology(BaseModel):
         """The dead-letter queue of ``queue`` (a full name, namespace included)."""
         bare = queue.removeprefix(self.namespace)
         return self._name(f"baton.dead.{bare.removeprefix('baton.')}")
+
+    def work_queues(self, participants: Iterable[str]) -> list[str]:
+        """The queues messages are consumed from: start, replies, one per participant."""
+        return [self.start_queue, self.replies_queue, *map(self.command_queue, participants)]
+
+    def all_queues(self, participants: Iterable[str]) -> list[str]:
+        """Every queue ``Broker.declare`` creates: the work queues and their dead letters."""
+        work = self.work_queues(participants)
+        return work + [self.dead_letter_queue(q) for q in work]
+
+    @property
+    def exchanges(self) -> list[str]:
+        return [
+            self.commands_exchange,
+            self.replies_exchange,
+            self.events_exchange,
+            self.dead_letter_exchange,
+        ]
 
     @staticmethod
     def command_routing_key(participant: str) -> str:

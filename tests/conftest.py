@@ -51,28 +51,11 @@ async def redis_client(redis_url: str, namespace: str) -> AsyncIterator[aioredis
     await client.aclose()
 
 
-def topology_names(
-    topology: Topology, participants: tuple[str, ...] = PARTICIPANTS
-) -> tuple[list[str], list[str]]:
-    """(queues, exchanges) that ``Broker.declare`` creates, for clean-up."""
-    queues = [topology.replies_queue, topology.start_queue]
-    queues += [topology.command_queue(p) for p in participants]
-    queues += [topology.dead_letter_queue(q) for q in list(queues)]
-    exchanges = [
-        topology.commands_exchange,
-        topology.replies_exchange,
-        topology.events_exchange,
-        topology.dead_letter_exchange,
-    ]
-    return queues, exchanges
-
-
 @pytest.fixture
 async def broker(rabbit_url: str, topology: Topology) -> AsyncIterator[Broker]:
     """A connected broker with the whole topology declared under this test's namespace."""
     connected = await Broker.connect(rabbit_url, topology, prefetch=32)
     await connected.declare(PARTICIPANTS)
     yield connected
-    queues, exchanges = topology_names(topology)
-    await connected.delete(queues, exchanges)
+    await connected.delete(topology.all_queues(PARTICIPANTS), topology.exchanges)
     await connected.close()

@@ -337,8 +337,7 @@ class FaultRun:
 
     async def _wait_for_consumers(self) -> None:
         t = self.topology
-        queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-        await wait_for_consumers(self.broker, dict.fromkeys(queues, 1), timeout_s=90)
+        await wait_for_consumers(self.broker, dict.fromkeys(t.work_queues(PARTICIPANTS), 1), 90)
 
     async def judge(self, elapsed: float) -> Result:
         outcomes: dict[str, str] = {}
@@ -388,7 +387,7 @@ class FaultRun:
         deleted right after anyway.
         """
         t = self.topology
-        queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
+        queues = t.work_queues(PARTICIPANTS)
         counts: dict[str, int] = {}
         without_reason = 0
         channel = await self.broker.connection.channel()
@@ -420,12 +419,8 @@ class FaultRun:
         """Stop every process, delete every queue and key, remove the run's directory."""
         self.group.stop_all()
         t = self.topology
-        queues = [t.start_queue, t.replies_queue, *map(t.command_queue, PARTICIPANTS)]
-        queues += [t.dead_letter_queue(q) for q in list(queues)]
-        exchanges = [t.commands_exchange, t.replies_exchange, t.events_exchange,
-                     t.dead_letter_exchange]  # fmt: skip
         try:
-            await self.broker.delete(queues, exchanges)
+            await self.broker.delete(t.all_queues(PARTICIPANTS), t.exchanges)
             async for key in self.redis.scan_iter(match=f"{self.namespace}*", count=1000):
                 await self.redis.delete(key)
         finally:

@@ -115,3 +115,12 @@ def test_topology_names_carry_the_namespace() -> None:
     assert t.dead_letter_queue(t.command_queue("risk")) == "ns.baton.dead.cmd.risk"
     assert t.dead_letter_queue(t.start_queue) == "ns.baton.dead.start"
     assert t.event_routing_key("payment", "completed") == "saga.payment.completed"
+
+
+def test_topology_lists_every_queue_and_exchange_it_declares() -> None:
+    t = Topology(namespace="ns.")
+    assert t.work_queues(["risk"]) == ["ns.baton.start", "ns.baton.replies", "ns.baton.cmd.risk"]
+    assert t.all_queues(["risk"])[3:] == [
+        "ns.baton.dead.start", "ns.baton.dead.replies", "ns.baton.dead.cmd.risk",
+    ]
+    assert all(name.startswith("ns.baton.") for name in t.exchanges)
