@@ -368,6 +368,10 @@ def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...
 )  # fmt: skip
 @click.option("--sagas", default=2000, show_default=True, help="Sagas per concurrency (c1: 1/5).")
 @click.option("--replicas", default=1, show_default=True, help="Orchestrator processes.")
+@click.option(
+    "--rounds", default=3, show_default=True, type=click.IntRange(1),
+    help="Times baseline and Baton alternate per concurrency (spreads the machine's drift).",
+)  # fmt: skip
 @click.option("--warmup", default=50, show_default=True, help="Unmeasured sagas before each run.")
 @click.option("--memory", is_flag=True, help="Measure Redis bytes per finished saga instead.")
 @click.option("--memory-sagas", default=100_000, show_default=True, help="Sagas for --memory.")
@@ -378,6 +382,7 @@ def bench(
     levels: tuple[int, ...],
     sagas: int,
     replicas: int,
+    rounds: int,
     warmup: int,
     memory: bool,
     memory_sagas: int,
@@ -390,8 +395,9 @@ def bench(
     if memory:
         _run(run_memory(settings, memory_sagas, as_json))
     options = BenchOptions(
-        levels=levels, sagas=sagas, replicas=replicas, warmup=warmup, as_json=as_json
-    )
+        levels=levels, sagas=sagas, replicas=replicas, rounds=rounds, warmup=warmup,
+        as_json=as_json,
+    )  # fmt: skip
     _run(run_bench(settings, options))
 
 

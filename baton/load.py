@@ -1,7 +1,10 @@
 """Drive a stream of start messages through a running Baton and collect the outcomes.
 
-Each start names a private reply queue, so the saga's final event comes back to us; the
-latency of a saga is from publishing its start to receiving that event.
+The driver listens the way an upstream system does: a private queue bound to the
+``baton.events`` exchange for the saga's final lifecycle events (completed, compensated,
+failed). Asking for a ``reply_to`` copy of the final event instead would make the
+orchestrator publish each outcome twice. The latency of a saga is from publishing its
+start to receiving its final event.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.base import Start
 from contracts.envelope import Envelope
+from contracts.events import Lifecycle
 from messaging.amqp import Broker
 from messaging.codec import encode
 from messaging.tracing import new_traceparent
 from orchestrator.catalog import saga_id_for
+
+FINAL_EVENTS: tuple[Lifecycle, ...] = ("completed", "compensated", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +83,16 @@ async def drive(
     all_done = asyncio.Event()
     channel = await broker.connection.channel()
     queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+    topology = broker.topology
+    for final in FINAL_EVENTS:
+        await queue.bind(topology.events_exchange, topology.event_routing_key(saga, final))
 
     async def on_reply(message: AbstractIncomingMessage) -> None:
         await message.ack()
         event: dict[str, Any] = json.loads(message.body)
         key = event["saga_id"]
         if key not in sent_at:
-            return  # a repeated final event (redelivered outbox entry): counted once
+            return  # another driver's saga, or a repeated final event: counted once
         latency = time.perf_counter() - sent_at.pop(key)
         outcomes.append(
             Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency)
@@ -99,9 +108,7 @@ async def drive(
             for body in starts:
                 saga_id = saga_id_for(saga, body.idempotency_key)
                 await window.acquire()
-                envelope = Envelope(
-                    kind=body.KIND, saga_id="-", traceparent=new_traceparent(), reply_to=queue.name
-                )
+                envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
                 sent_at[saga_id] = time.perf_counter()
                 await broker.publish(
                     encode(envelope, body), exchange="", routing_key=broker.topology.start_queue

@@ -9,9 +9,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -43,16 +44,15 @@ def wire_of(message: AbstractIncomingMessage) -> Wire:
     )
 
 
-def _message(wire: Wire) -> aio_pika.Message:
-    return aio_pika.Message(
-        wire.body,
+def _properties(wire: Wire) -> aiormq.spec.Basic.Properties:
+    return aiormq.spec.Basic.Properties(
         headers=dict(wire.headers),
         content_type=wire.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
         message_id=wire.message_id,
         correlation_id=wire.correlation_id,
         reply_to=wire.reply_to,
-        type=wire.kind,
+        message_type=wire.kind,
     )
 
 
@@ -169,18 +169,25 @@ class Broker:
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, wire: Wire, *, exchange: str, routing_key: str) -> None:
-        """Publish persistently and wait for the broker's confirm (raises if nacked)."""
-        target = (
-            self._publisher.default_exchange
-            if exchange == ""
-            else await self._exchange_by_name(exchange)
-        )
-        await target.publish(_message(wire), routing_key, mandatory=False)
+        """Publish persistently and wait for the broker's confirm (raises if nacked).
 
-    async def _exchange_by_name(self, name: str) -> AbstractExchange:
-        if name not in self._exchanges:
-            self._exchanges[name] = await self._publisher.get_exchange(name, ensure=False)
-        return self._exchanges[name]
+        Straight on the underlying aiormq channel: aio-pika's ``Exchange.publish`` builds a
+        ``Message`` per call and waits, holding the channel lock, for each frame to reach
+        the socket before the next publisher may queue its own, so concurrent publishes
+        took a loop turn each. Here only the confirm is awaited (it comes after the frame
+        was sent, so it is the backpressure); the lock is held just to number the message.
+        """
+        if self._publisher.is_closed:  # fail fast: the outbox keeps the message meanwhile
+            raise aiormq.exceptions.ChannelInvalidStateError("publisher channel closed")
+        # the concrete channel: the abstract one does not declare ``wait``
+        channel = cast(aiormq.Channel, await self._publisher.get_underlay_channel())
+        await channel.basic_publish(
+            wire.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=_properties(wire),
+            wait=False,
+        )
 
     async def publish_many(self, items: Iterable[tuple[Wire, str, str]]) -> None:
         """Publish several messages and wait for all confirms together."""

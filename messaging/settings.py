@@ -35,7 +35,8 @@ class OrchestratorSettings(BaseModel):
     shards: int = Field(default=16, ge=1, le=16384)
     retention_s: int = Field(default=7 * 24 * 3600, ge=1)
     definitions: list[str] = []  # extra YAML files; the built-in payment saga is always loaded
-    tick_interval_s: float = Field(default=0.05, gt=0)
+    tick_interval_s: float = Field(default=0.05, gt=0)  # least time between deadline polls
+    deadline_poll_s: float = Field(default=1.0, gt=0)  # most; finds other replicas' deadlines
     outbox_grace_s: float = Field(default=2.0, gt=0)  # an entry older than this is swept
     stuck_after_s: float = Field(default=300.0, gt=0)
     state_interval_s: float = Field(default=5.0, gt=0)  # refresh of the shared-state gauges

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -12,12 +13,12 @@ from itertools import islice
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from messaging.errors import ConcurrencyConflict
 from orchestrator.effects import HistoryEntry
 from orchestrator.keys import KeySpace
 from orchestrator.outbox import OutboxEntry
+from orchestrator.script_batch import ScriptBatch
 from orchestrator.state import SagaState, SagaStatus
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600
@@ -51,8 +52,10 @@ class RedisSagaStore:
         self._redis = client
         self.keys = KeySpace(namespace, shards)
         self._retention_s = retention_s
-        self._transition = client.register_script(_script("transition.lua"))
-        self._done_sha = client.register_script(_script("outbox_done.lua")).sha
+        self._scripts = ScriptBatch(
+            client,
+            {name: _script(f"{name}.lua") for name in ("transition", "outbox_done")},
+        )
 
     @classmethod
     @asynccontextmanager
@@ -126,46 +129,29 @@ class RedisSagaStore:
             *_history_args(history),
             *_outbox_args(outbox),
         ]
-        return bool(await self._transition(keys=keys, args=args))
+        return bool(await self._scripts.call("transition", keys, args))
 
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None:
-        """Forget published entries; both keys share the saga's slot, so MULTI is cluster-safe."""
-        if not entry_ids:
-            return
-        shard = self.keys.shard(saga_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.keys.outbox(shard), *entry_ids)
-            pipe.zrem(self.keys.outbox_at(shard), *entry_ids)
-            await pipe.execute()
+        await self.outbox_done_many([(saga_id, entry_ids)])
 
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
-        """Forget the published entries of many sagas in one pipelined round trip.
-
-        One atomic script call per shard (both keys share the shard's slot, so it is
-        cluster-safe); ``done`` is (saga id, entry ids) pairs.
-        """
+        """Forget published entries: one atomic script call per shard (both keys share the
+        shard's slot, so it is cluster-safe), all in the same round trip as whatever else
+        this loop turn writes. ``done`` is (saga id, entry ids) pairs."""
         by_shard: dict[int, list[str]] = {}
         for saga_id, entry_ids in done:
             by_shard.setdefault(self.keys.shard(saga_id), []).extend(entry_ids)
-        calls = [
-            (shard, ids[i : i + DONE_CHUNK])
-            for shard, ids in by_shard.items()
-            for i in range(0, len(ids), DONE_CHUNK)
-        ]
-        if not calls:
-            return
-        for _ in range(2):  # a second time only after Redis lost its script cache
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for shard, ids in calls:
-                        keys = (self.keys.outbox(shard), self.keys.outbox_at(shard))
-                        pipe.evalsha(self._done_sha, 2, *keys, *ids)
-                    await pipe.execute()
-            except NoScriptError:
-                self._done_sha = await self._redis.script_load(_script("outbox_done.lua"))
-            else:
-                return
-        raise NoScriptError("outbox_done.lua could not be loaded")
+        await asyncio.gather(
+            *(
+                self._scripts.call(
+                    "outbox_done",
+                    (self.keys.outbox(shard), self.keys.outbox_at(shard)),
+                    ids[i : i + DONE_CHUNK],
+                )
+                for shard, ids in by_shard.items()
+                for i in range(0, len(ids), DONE_CHUNK)
+            )
+        )
 
     # -- reads ------------------------------------------------------------------------------
 

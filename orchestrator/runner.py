@@ -32,6 +32,7 @@ from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.outbox import OutboxEntry, outbox_entries
 from orchestrator.state import SagaState, SagaStatus
 from orchestrator.store import SagaStore
+from orchestrator.wakes import WakeTimes
 
 log = structlog.get_logger("baton.orchestrator")
 
@@ -43,7 +44,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
-    tick_interval_s: float = 0.05
+    tick_interval_s: float = 0.05  # the least time between two polls of the deadline sets
+    deadline_poll_s: float = 1.0  # the most: finds what other replicas scheduled
     outbox_grace_s: float = 2.0
     stuck_after_s: float = 300.0
     due_batch: int = 200
@@ -76,6 +78,7 @@ class Orchestrator:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._recent: dict[str, SagaState] = {}  # saga id -> state this replica last wrote
         self._marks = DoneMarks(store)
+        self._wakes = WakeTimes()
         self._crash = crash  # fault tests only; None in production
 
     # -- applying events -------------------------------------------------------------------
@@ -117,11 +120,13 @@ class Orchestrator:
         raise ConcurrencyConflict(saga_id)
 
     def _remember(self, state: SagaState) -> None:
-        """Keep the state just written, so the saga's next event skips a Redis read.
+        """Keep the state just written, so the saga's next event skips a Redis read, and
+        its wake-up time, so the deadline loop knows when to look.
 
         Only a hint: the commit's version check rejects a copy another replica has moved
         on from, and an event the copy would ignore is decided again on the stored state.
         """
+        self._wakes.note(state.saga_id, state.wake_at)
         if state.status.is_finished:
             return
         self._recent[state.saga_id] = state
@@ -255,11 +260,24 @@ class Orchestrator:
     async def _deadline_loop(self, stop: asyncio.Event) -> None:
         """Tick every saga whose wake-up time has passed (timeouts, retries, deadlines)."""
         while not stop.is_set():
-            due = await self._guarded(self._store.due(self._clock(), self._config.due_batch))
+            polled_at = self._clock()
+            due = await self._guarded(self._store.due(polled_at, self._config.due_batch))
             if due:
                 await asyncio.gather(*(self._tick(saga_id) for saga_id in due))
             else:
-                await _wait(stop, self._config.tick_interval_s)
+                await self._sleep_until_due(stop, polled_at)
+
+    async def _sleep_until_due(self, stop: asyncio.Event, polled_at: float) -> None:
+        """Until the earliest wake-up this replica wrote, or ``deadline_poll_s`` at most."""
+        config = self._config
+        latest = polled_at + config.deadline_poll_s
+        while not stop.is_set():
+            earliest = self._wakes.next_after(polled_at)
+            at = latest if earliest is None else min(earliest, latest)
+            self._wakes.plan(at)
+            delay = max(at - self._clock(), config.tick_interval_s)
+            if not await _wait_any((stop, self._wakes.earlier), delay):
+                return  # the planned time came
 
     async def _tick(self, saga_id: str) -> None:
         structlog.contextvars.clear_contextvars()
@@ -355,6 +373,17 @@ class Orchestrator:
                 await loop
         await self._guarded(self._marks.flush())  # the last marks; the loop is gone
         log.info("orchestrator_stopped")
+
+
+async def _wait_any(events: Sequence[asyncio.Event], seconds: float) -> bool:
+    """Wait until one of ``events`` is set (True) or ``seconds`` pass (False)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

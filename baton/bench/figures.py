@@ -23,6 +23,17 @@ class Measured:
     cpu_s: dict[str, float]
     peak_rss: dict[str, int]
 
+    def __add__(self, other: Measured) -> Measured:
+        """Two rounds of the same side and concurrency as one measurement."""
+        groups = self.cpu_s.keys() | other.cpu_s.keys()
+        return Measured(
+            self.sagas + other.sagas,
+            self.latencies_s + other.latencies_s,
+            self.elapsed_s + other.elapsed_s,
+            {g: self.cpu_s.get(g, 0.0) + other.cpu_s.get(g, 0.0) for g in groups},
+            {g: max(self.peak_rss.get(g, 0), other.peak_rss.get(g, 0)) for g in groups},
+        )
+
     def figures(self) -> dict[str, Any]:
         done = len(self.latencies_s)
         ms = [s * 1000 for s in self.latencies_s]

@@ -1,12 +1,13 @@
 """``baton bench``: Baton against a raw command/reply baseline, in one run, on this machine.
 
 Four no-op participants (the real worker SDK, handlers that answer at once) run as
-processes for the whole bench. Per concurrency it first runs the baseline driver (no
-orchestrator is running, so it alone consumes the replies queue), then starts the
-orchestrator replicas and drives the same number of payment sagas through them, then
-stops them again. Interleaving the two sides per concurrency keeps the machine's noise
-(other engineers, CI) spread over both. Everything runs under a namespace of its own,
-and every queue and key it made is removed at the end, also on failure.
+processes for the whole bench. Per concurrency, in each of ``rounds`` rounds, it first runs
+the baseline driver (no orchestrator is running, so it alone consumes the replies queue),
+then starts the orchestrator replicas and drives the same number of payment sagas through
+them, then stops them again. Alternating the two sides in short rounds spreads the
+machine's drifting speed (other engineers, CI, the host's other guests) over both.
+Everything runs under a namespace of its own, and every queue and key it made is removed
+at the end, also on failure.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class BenchOptions:
     levels: tuple[int, ...] = (1, 50, 200)
     sagas: int = 2000  # per concurrency above 1; concurrency 1 runs a fifth (at least 50)
     replicas: int = 1
+    rounds: int = 3  # baseline and Baton alternate this many times per concurrency
     warmup: int = 50
     as_json: bool = False
     timeout_s: float = 600.0
@@ -90,21 +92,27 @@ async def _bench(
     baton: dict[str, dict[str, Any]] = {}
     baseline: dict[str, dict[str, Any]] = {}
     for level in options.levels:
-        n = options.sagas_at(level)
-        driver = BaselineDriver(str(settings.rabbit.url), t, prefetch=settings.rabbit.prefetch)
-        async with driver:
-            run_baseline = _closed_loop(driver.saga)
-            await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
-            baseline[f"c{level}"] = await _measure(groups, run_baseline, n, level, "baseline")
-        with _orchestrators(group, options.replicas):
-            await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-            run_baton = _baton_runner(broker)
-            await run_baton(options.warmup, level, f"baton c{level} warm-up")
-            baton[f"c{level}"] = await _measure(groups, run_baton, n, level, "baton")
+        n = max(options.sagas_at(level) // options.rounds, 1)
+        ours: list[Measured] = []
+        theirs: list[Measured] = []
+        for _ in range(options.rounds):
+            driver = BaselineDriver(str(settings.rabbit.url), t, prefetch=settings.rabbit.prefetch)
+            async with driver:
+                run_baseline = _closed_loop(driver.saga)
+                await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
+                theirs.append(await _measure(groups, run_baseline, n, level, "baseline"))
+            with _orchestrators(group, options.replicas):
+                await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+                run_baton = _baton_runner(broker)
+                await run_baton(options.warmup, level, f"baton c{level} warm-up")
+                ours.append(await _measure(groups, run_baton, n, level, "baton"))
+        baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
+        baton[f"c{level}"] = sum(ours[1:], ours[0]).figures()
     finished = all(f["finished"] == f["sagas"] for side in (baton, baseline) for f in side.values())
     return {
         "namespace": settings.namespace,
         "replicas": options.replicas,
+        "rounds": options.rounds,
         "levels": list(options.levels),
         "prefetch": settings.rabbit.prefetch,
         "cores": os.cpu_count(),
@@ -173,7 +181,7 @@ def _baton_runner(broker: Broker) -> Runner:
 
 async def _measure(
     groups: dict[str, Callable[[], list[int]]], run: Runner, n: int, level: int, side: str
-) -> dict[str, Any]:
+) -> Measured:
     usage = Usage(groups)
     usage.start()
     sampler = asyncio.create_task(_sample(usage))
@@ -182,12 +190,13 @@ async def _measure(
     finally:
         sampler.cancel()
     usage.stop()
-    figures = Measured(n, latencies, elapsed, usage.cpu, usage.peak_rss).figures()
+    measured = Measured(n, latencies, elapsed, usage.cpu, usage.peak_rss)
+    figures = measured.figures()
     console.print(
         f"  {side} c{level}: {figures['sagas_per_s']:.1f} sagas/s, p50 {figures['p50_ms']:.2f} ms,"
         f" cpu {figures['cpu_ms_per_saga']['total']:.2f} ms/saga"
     )
-    return figures
+    return measured
 
 
 async def _sample(usage: Usage) -> None:

@@ -121,6 +121,8 @@ def test_topology_lists_every_queue_and_exchange_it_declares() -> None:
     t = Topology(namespace="ns.")
     assert t.work_queues(["risk"]) == ["ns.baton.start", "ns.baton.replies", "ns.baton.cmd.risk"]
     assert t.all_queues(["risk"])[3:] == [
-        "ns.baton.dead.start", "ns.baton.dead.replies", "ns.baton.dead.cmd.risk",
+        "ns.baton.dead.start",
+        "ns.baton.dead.replies",
+        "ns.baton.dead.cmd.risk",
     ]
     assert all(name.startswith("ns.baton.") for name in t.exchanges)
