@@ -191,9 +191,11 @@ class Broker:
 
     async def publish_many(self, items: Iterable[tuple[Wire, str, str]]) -> None:
         """Publish several messages and wait for all confirms together."""
-        await asyncio.gather(
-            *(self.publish(wire, exchange=ex, routing_key=rk) for wire, ex, rk in items)
-        )
+        publishes = [self.publish(wire, exchange=ex, routing_key=rk) for wire, ex, rk in items]
+        if len(publishes) == 1:
+            await publishes[0]  # most transitions send one message: no task for it
+        else:
+            await asyncio.gather(*publishes)
 
     async def dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.

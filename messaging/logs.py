@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ MASK = "***"
 _MAX_DEPTH = 4
 
 
+@lru_cache(maxsize=4096)  # asked for every key of every line; keys repeat
 def sensitive(key: str) -> bool:
     lowered = key.lower()
     return lowered in REDACTED_KEYS or lowered.endswith(REDACTED_SUFFIXES)

@@ -70,7 +70,9 @@ def _attributes(state: SagaState, effect: SendCommand) -> dict[str, str | int]:
 
 
 def _command(topology: Topology, state: SagaState, effect: SendCommand) -> OutboxEntry:
-    envelope = Envelope(
+    # model_construct: every value comes from the engine's own checked state, and this runs
+    # for every outgoing message (participants validate what they receive)
+    envelope = Envelope.model_construct(
         kind=effect.kind,
         saga_id=state.saga_id,
         saga=state.saga,
@@ -98,7 +100,7 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
 
 def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[OutboxEntry]:
     body = effect.event.model_dump_json().encode()
-    envelope = Envelope(
+    envelope = Envelope.model_construct(
         kind=effect.event.KIND,
         saga_id=state.saga_id,
         saga=state.saga,

@@ -7,7 +7,7 @@ socket write, parse) and Redis a read and a write per command; sent together the
 once. Each call still gets its own answer (or exception), and nothing about a script's
 atomicity changes: a pipeline without MULTI only shares the round trip.
 
-At concurrency 1 a batch holds one call and costs what a lone EVALSHA did.
+A batch of one call is sent as a plain EVALSHA, so at concurrency 1 nothing is added.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | int | float | bytes
 
@@ -83,6 +83,12 @@ class ScriptBatch:
         return results
 
     async def _pipeline(self, calls: list[tuple[str, Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
+        if len(calls) == 1:  # a lone call skips the pipeline's bookkeeping
+            name, keys, args = calls[0]
+            try:
+                return [await self._client.evalsha(self._shas[name], len(keys), *keys, *args)]
+            except ResponseError as exc:  # the script's own error (NOSCRIPT is one): its answer
+                return [exc]
         async with self._client.pipeline(transaction=False) as pipe:
             for name, keys, args in calls:
                 pipe.evalsha(self._shas[name], len(keys), *keys, *args)

@@ -25,20 +25,24 @@ return redis.call('INCRBY', KEYS[1], ARGV[1])
 
 
 class CountingRedis(aioredis.Redis):
-    """The real client, counting the pipelines it opens (one per round trip)."""
+    """The real client, counting its round trips: pipelines, and lone EVALSHAs."""
 
-    pipelines = 0
+    round_trips = 0
 
     def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        CountingRedis.pipelines += 1
+        CountingRedis.round_trips += 1
         return super().pipeline(*args, **kwargs)
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        CountingRedis.round_trips += 1
+        return super().evalsha(*args, **kwargs)
 
 
 @pytest.fixture
 async def batch(redis_client: aioredis.Redis, redis_url: str) -> AsyncIterator[ScriptBatch]:
     """``redis_client`` (the shared fixture) deletes this test's keys afterwards."""
     client = CountingRedis.from_url(redis_url)
-    CountingRedis.pipelines = 0
+    CountingRedis.round_trips = 0
     yield ScriptBatch(client, {"incr": SOURCE.format(tag=uuid4().hex)})
     await client.aclose()
 
@@ -48,12 +52,12 @@ async def test_calls_of_one_turn_share_a_round_trip_and_keep_their_own_answers(
 ) -> None:
     keys = [f"{namespace}counter:{i}" for i in range(20)]
     await batch.call("incr", [keys[0]], [0])  # loads the script (NOSCRIPT, then again)
-    before = CountingRedis.pipelines
+    before = CountingRedis.round_trips
 
     results = await asyncio.gather(*(batch.call("incr", [key], [i]) for i, key in enumerate(keys)))
 
     assert results == [0, *range(1, 20)]  # each caller got the answer of its own call
-    assert CountingRedis.pipelines - before == 1
+    assert CountingRedis.round_trips - before == 1
     assert int(await redis_client.get(keys[19]) or 0) == 19
 
 
@@ -75,7 +79,7 @@ async def test_a_script_redis_does_not_know_is_loaded_and_run(
     batch: ScriptBatch, namespace: str
 ) -> None:
     assert await batch.call("incr", [f"{namespace}counter"], [5]) == 5
-    assert CountingRedis.pipelines == 2  # the NOSCRIPT round trip, then the run after loading
+    assert CountingRedis.round_trips == 2  # the NOSCRIPT round trip, then the run after loading
 
 
 async def test_a_lost_connection_reaches_every_caller(namespace: str) -> None:
