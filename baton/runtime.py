@@ -68,6 +68,7 @@ async def open_runtime(settings: Settings, *, wait_s: float = 0.0) -> AsyncItera
         config = RunnerConfig(
             tick_interval_s=settings.orchestrator.tick_interval_s,
             deadline_poll_s=settings.orchestrator.deadline_poll_s,
+            start_prefetch=settings.orchestrator.start_prefetch,
             outbox_grace_s=settings.orchestrator.outbox_grace_s,
             stuck_after_s=settings.orchestrator.stuck_after_s,
             state_interval_s=settings.orchestrator.state_interval_s,

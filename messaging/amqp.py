@@ -24,6 +24,7 @@ from aio_pika.abc import (
 
 from contracts import envelope as env
 from contracts.topology import Topology
+from messaging.coalesce import coalesce_frame_writes
 from messaging.codec import Wire
 
 log = structlog.get_logger(__name__)
@@ -110,6 +111,7 @@ class Broker:
         Once connected, aio-pika's robust connection reconnects by itself; only the first
         connection needs this patience.
         """
+        coalesce_frame_writes()
         connection = await _first_connection(url, wait_s)
         publisher = await connection.channel(publisher_confirms=True)
         return cls(connection, publisher, topology, prefetch=prefetch, queue_type=queue_type)

@@ -37,6 +37,8 @@ class OrchestratorSettings(BaseModel):
     definitions: list[str] = []  # extra YAML files; the built-in payment saga is always loaded
     tick_interval_s: float = Field(default=0.05, gt=0)  # least time between deadline polls
     deadline_poll_s: float = Field(default=1.0, gt=0)  # most; finds other replicas' deadlines
+    # starts taken at once per replica: admission control, replies of running sagas first
+    start_prefetch: int = Field(default=4, ge=1, le=10_000)
     outbox_grace_s: float = Field(default=2.0, gt=0)  # an entry older than this is swept
     stuck_after_s: float = Field(default=300.0, gt=0)
     state_interval_s: float = Field(default=5.0, gt=0)  # refresh of the shared-state gauges

@@ -46,6 +46,7 @@ T = TypeVar("T")
 class RunnerConfig:
     tick_interval_s: float = 0.05  # the least time between two polls of the deadline sets
     deadline_poll_s: float = 1.0  # the most: finds what other replicas scheduled
+    start_prefetch: int = 4  # unacked starts per replica (replies use the broker's prefetch)
     outbox_grace_s: float = 2.0
     stuck_after_s: float = 300.0
     due_batch: int = 200
@@ -340,7 +341,9 @@ class Orchestrator:
             try:
                 await self._broker.declare(self._catalog.participants)
                 await self._broker.consume(
-                    t.start_queue, self._callback(t.start_queue, self.handle_start)
+                    t.start_queue,
+                    self._callback(t.start_queue, self.handle_start),
+                    prefetch=self._config.start_prefetch,
                 )
                 await self._broker.consume(
                     t.replies_queue, self._callback(t.replies_queue, self.handle_reply)
