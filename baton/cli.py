@@ -77,6 +77,24 @@ def orchestrator(ctx: click.Context) -> None:
     _run(work())
 
 
+@main.command("bench-floor", hidden=True)
+@click.pass_context
+def bench_floor(ctx: click.Context) -> None:
+    """The stateless relay ``baton bench --floor`` measures (until SIGTERM)."""
+    from baton.bench.floor import FloorRelay  # noqa: PLC0415 - bench only
+
+    settings = _settings(ctx)
+    relay = FloorRelay(
+        str(settings.rabbit.url), settings.topology, prefetch=settings.rabbit.prefetch
+    )
+
+    async def work() -> int:
+        await relay.run(stop_on_signals())
+        return 0
+
+    _run(work())
+
+
 @main.command()
 @click.argument("name")
 @click.option("--noop", is_flag=True, help="Answer every command at once (for `baton bench`).")
@@ -372,6 +390,10 @@ def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...
     "--rounds", default=3, show_default=True, type=click.IntRange(1),
     help="Times baseline and Baton alternate per concurrency (spreads the machine's drift).",
 )  # fmt: skip
+@click.option(
+    "--floor", is_flag=True,
+    help="Also run a stateless relay with Baton's message flow: the least any orchestrator costs.",
+)  # fmt: skip
 @click.option("--warmup", default=50, show_default=True, help="Unmeasured sagas before each run.")
 @click.option("--memory", is_flag=True, help="Measure Redis bytes per finished saga instead.")
 @click.option("--memory-sagas", default=100_000, show_default=True, help="Sagas for --memory.")
@@ -383,6 +405,7 @@ def bench(
     sagas: int,
     replicas: int,
     rounds: int,
+    floor: bool,
     warmup: int,
     memory: bool,
     memory_sagas: int,
@@ -395,8 +418,8 @@ def bench(
     if memory:
         _run(run_memory(settings, memory_sagas, as_json))
     options = BenchOptions(
-        levels=levels, sagas=sagas, replicas=replicas, rounds=rounds, warmup=warmup,
-        as_json=as_json,
+        levels=levels, sagas=sagas, replicas=replicas, rounds=rounds, floor=floor,
+        warmup=warmup, as_json=as_json,
     )  # fmt: skip
     _run(run_bench(settings, options))
 

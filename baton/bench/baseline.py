@@ -32,6 +32,7 @@ from contracts.base import Command
 from contracts.money import Money
 from contracts.payments import AssessRisk, AuthorizePayment, CaptureTransaction, CheckCompliance
 from contracts.topology import Topology
+from messaging.coalesce import coalesce_frame_writes
 
 AMOUNT = Money(minor=1_000, currency="EUR")
 ACCOUNT, MERCHANT, TOKEN = "acct_bench", "merchant_bench", "tok_benchmark01"
@@ -78,6 +79,7 @@ class BaselineDriver:
         self._commands: AbstractExchange | None = None
 
     async def __aenter__(self) -> BaselineDriver:
+        coalesce_frame_writes()  # the same transport as every other process of the bench
         self._connection = await aio_pika.connect(self._url)
         publisher: AbstractChannel = await self._connection.channel(publisher_confirms=True)
         self._commands = await publisher.get_exchange(self._topology.commands_exchange)

@@ -83,8 +83,8 @@ def table(result: dict[str, Any]) -> Table:
         "CPU ms/saga orch+part+rmq+redis+drv = total", "RSS MB orch/part",
         title=f"baton bench: {result['replicas']} orchestrator(s), {result['cores']} cores",
     )  # fmt: skip
-    for side in ("baseline", "baton"):
-        for level, f in result[side].items():
+    for side in ("baseline", "baton", "floor"):
+        for level, f in result.get(side, {}).items():
             cpu = f["cpu_ms_per_saga"]
             rss = f["peak_rss_mb"]
             out.add_row(

@@ -44,6 +44,7 @@ class BenchOptions:
     sagas: int = 2000  # per concurrency above 1; concurrency 1 runs a fifth (at least 50)
     replicas: int = 1
     rounds: int = 3  # baseline and Baton alternate this many times per concurrency
+    floor: bool = False  # also run the stateless relay with Baton's message flow
     warmup: int = 50
     as_json: bool = False
     timeout_s: float = 600.0
@@ -91,10 +92,12 @@ async def _bench(
     groups = _groups(group)
     baton: dict[str, dict[str, Any]] = {}
     baseline: dict[str, dict[str, Any]] = {}
+    floor: dict[str, dict[str, Any]] = {}
     for level in options.levels:
         n = max(options.sagas_at(level) // options.rounds, 1)
         ours: list[Measured] = []
         theirs: list[Measured] = []
+        floors: list[Measured] = []
         for _ in range(options.rounds):
             driver = BaselineDriver(str(settings.rabbit.url), t, prefetch=settings.rabbit.prefetch)
             async with driver:
@@ -106,9 +109,19 @@ async def _bench(
                 run_baton = _baton_runner(broker)
                 await run_baton(options.warmup, level, f"baton c{level} warm-up")
                 ours.append(await _measure(groups, run_baton, n, level, "baton"))
+            if options.floor:
+                with _relays(group, options.replicas):
+                    await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+                    run_floor = _baton_runner(broker)
+                    await run_floor(options.warmup, level, f"floor c{level} warm-up")
+                    floors.append(await _measure(groups, run_floor, n, level, "floor"))
         baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
         baton[f"c{level}"] = sum(ours[1:], ours[0]).figures()
-    finished = all(f["finished"] == f["sagas"] for side in (baton, baseline) for f in side.values())
+        if floors:
+            floor[f"c{level}"] = sum(floors[1:], floors[0]).figures()
+    sides = (baton, baseline, floor)
+    finished = all(f["finished"] == f["sagas"] for side in sides for f in side.values())
+    extra = {"floor": floor, "floor_ratios": ratios(floor, baseline)} if floor else {}
     return {
         "namespace": settings.namespace,
         "replicas": options.replicas,
@@ -119,6 +132,7 @@ async def _bench(
         "baton": baton,
         "baseline": baseline,
         "ratios": ratios(baton, baseline),
+        **extra,
         "all_finished": finished,
     }
 
@@ -222,13 +236,13 @@ def _progress(label: str, n: int, done: list[float]) -> Iterator[None]:
 
 
 def _groups(group: ProcessGroup) -> dict[str, Callable[[], list[int]]]:
-    def children(prefix: str) -> Callable[[], list[int]]:
+    def children(*prefix: str) -> Callable[[], list[int]]:
         return lambda: [
             p.pid for name, p in group.procs.items() if name.startswith(prefix) and p.poll() is None
         ]
 
     return {
-        "orchestrator": children("orchestrator"),
+        "orchestrator": children("orchestrator", "floor"),  # one side runs at a time
         "participants": lambda: [
             p.pid for name, p in group.procs.items() if name in PARTICIPANTS and p.poll() is None
         ],
@@ -240,9 +254,22 @@ def _groups(group: ProcessGroup) -> dict[str, Callable[[], list[int]]]:
 
 @contextmanager
 def _orchestrators(group: ProcessGroup, replicas: int) -> Iterator[None]:
-    names = [f"orchestrator-{i + 1}" for i in range(replicas)]
+    with _running(group, "orchestrator", "orchestrator", replicas):
+        yield
+
+
+@contextmanager
+def _relays(group: ProcessGroup, replicas: int) -> Iterator[None]:
+    """The floor's stateless relays, as many as the orchestrator replicas, in their place."""
+    with _running(group, "floor", "bench-floor", replicas):
+        yield
+
+
+@contextmanager
+def _running(group: ProcessGroup, prefix: str, command: str, count: int) -> Iterator[None]:
+    names = [f"{prefix}-{i + 1}" for i in range(count)]
     for name in names:
-        group.spawn(name, "orchestrator")
+        group.spawn(name, command)
     try:
         yield
     finally:

@@ -48,6 +48,18 @@ def test_bench_runs_both_sides_and_reports_ratios() -> None:
 
 
 @pytest.mark.timeout(300)
+def test_bench_floor_runs_the_stateless_relay_in_the_orchestrators_place() -> None:
+    result = _bench(
+        "--concurrency", "10", "--sagas", "60", "--warmup", "5", "--rounds", "1", "--floor"
+    )
+    assert result["all_finished"] is True
+    floor = result["floor"]["c10"]
+    assert floor["finished"] == floor["sagas"] == 60
+    assert floor["cpu_ms_per_saga"]["orchestrator"] > 0  # the relay's CPU, counted in its place
+    assert isinstance(result["floor_ratios"]["throughput_c10"], float)
+
+
+@pytest.mark.timeout(300)
 def test_bench_memory_reports_bytes_per_finished_saga() -> None:
     result = _bench("--memory", "--memory-sagas", "200")
     assert result["sagas"] == 200
