@@ -3,9 +3,9 @@
 Marking an entry done only spares the sweeper a re-publish; it guards no delivery. So the
 runner hands the ids here after the publish is confirmed and acks the inbound message
 without waiting: a crash before the batch is written leaves entries the sweeper publishes
-again, a duplicate that the participants' inbox already absorbs. Marks gather for
-``linger_s`` (far below the sweeper's grace) and are then written in one round trip, which
-the store shares with the transitions of that loop turn.
+again, a duplicate that the participants' inbox already absorbs. Marks gathered while the
+previous batch is being written go together; the store lets a batch ride along with the
+next transitions' round trip rather than cost one of its own.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ log = structlog.get_logger("baton.orchestrator")
 class DoneMarks:
     """A queue of (saga id, entry ids) written by ``run``; inline when ``run`` is not going."""
 
-    def __init__(self, store: SagaStore, linger_s: float = 0.05) -> None:
+    def __init__(self, store: SagaStore) -> None:
         self._store = store
-        self._linger_s = linger_s
         self._pending: list[tuple[str, Sequence[str]]] = []
         self._wake = asyncio.Event()
         self._running = False
@@ -43,7 +42,6 @@ class DoneMarks:
         try:
             while True:
                 await self._wake.wait()
-                await asyncio.sleep(self._linger_s)  # a batching window, not a settling wait
                 self._wake.clear()
                 await self.flush()
         finally:
@@ -55,5 +53,8 @@ class DoneMarks:
             return
         try:
             await self._store.outbox_done_many(batch)
+        except asyncio.CancelledError:  # stopping: the final flush writes them
+            self._pending[:0] = batch
+            raise
         except Exception as exc:  # the entries stay in the outbox; the sweeper re-sends them
             log.warning("outbox_marks_failed", entries=len(batch), error=str(exc))

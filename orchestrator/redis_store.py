@@ -24,6 +24,7 @@ from orchestrator.state import SagaState, SagaStatus
 DEFAULT_RETENTION_S = 7 * 24 * 3600
 STATUSES = tuple(SagaStatus)  # the order status zsets are passed to the script in
 DONE_CHUNK = 1000  # entry ids per outbox_done.lua call (Lua's unpack has a stack limit)
+MARKS_RIDE_S = 0.05  # how long done marks wait for a transition's round trip to ride along
 
 
 @cache
@@ -136,8 +137,9 @@ class RedisSagaStore:
 
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
         """Forget published entries: one atomic script call per shard (both keys share the
-        shard's slot, so it is cluster-safe), all in the same round trip as whatever else
-        this loop turn writes. ``done`` is (saga id, entry ids) pairs."""
+        shard's slot, so it is cluster-safe). Never urgent (it only spares the sweeper a
+        re-publish), so the calls ride along with the next transitions' round trip, or go
+        alone after ``MARKS_RIDE_S``. ``done`` is (saga id, entry ids) pairs."""
         by_shard: dict[int, list[str]] = {}
         for saga_id, entry_ids in done:
             by_shard.setdefault(self.keys.shard(saga_id), []).extend(entry_ids)
@@ -147,6 +149,7 @@ class RedisSagaStore:
                     "outbox_done",
                     (self.keys.outbox(shard), self.keys.outbox_at(shard)),
                     ids[i : i + DONE_CHUNK],
+                    ride_within_s=MARKS_RIDE_S,
                 )
                 for shard, ids in by_shard.items()
                 for i in range(0, len(ids), DONE_CHUNK)

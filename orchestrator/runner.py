@@ -294,12 +294,17 @@ class Orchestrator:
     async def sweep_outbox(self) -> int:
         now = self._clock()
         pending = await self._store.outbox_pending(now - self._config.outbox_grace_s, 500)
-        for entry in pending:
-            await self._broker.publish(
-                entry.wire, exchange=entry.exchange, routing_key=entry.routing_key
-            )
-            await self._store.outbox_done(entry.saga_id, [entry.id])
-            self.metrics.outbox_swept.inc()
+        swept: list[tuple[str, Sequence[str]]] = []
+        try:
+            for entry in pending:
+                await self._broker.publish(
+                    entry.wire, exchange=entry.exchange, routing_key=entry.routing_key
+                )
+                swept.append((entry.saga_id, [entry.id]))
+                self.metrics.outbox_swept.inc()
+        finally:  # what was published is marked, even when a later publish failed
+            if swept:
+                await self._store.outbox_done_many(swept)
         if pending:
             log.info("outbox_swept", entries=len(pending))
         return len(pending)

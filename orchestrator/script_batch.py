@@ -32,19 +32,44 @@ class ScriptBatch:
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in scripts.items()}
         self._pending: list[tuple[str, Sequence[Arg], Sequence[Arg], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._send_soon = False  # a send is scheduled for the end of this loop turn
+        self._send_later: asyncio.TimerHandle | None = None  # only riders are waiting
 
-    async def call(self, script: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """Run ``script`` with ``keys`` and ``args``; its result, or its error raised here."""
+    async def call(
+        self,
+        script: str,
+        keys: Sequence[Arg],
+        args: Sequence[Arg],
+        *,
+        ride_within_s: float | None = None,
+    ) -> Any:
+        """Run ``script`` with ``keys`` and ``args``; its result, or its error raised here.
+
+        A call with ``ride_within_s`` is not urgent: it waits for the next batch to go
+        (riding along in its round trip) and is sent alone only if none goes that soon.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            # after the handlers already woken this turn have queued their calls too
-            loop.call_soon(self._send_pending)
         self._pending.append((script, keys, args, future))
+        if ride_within_s is None:
+            if not self._send_soon:
+                # after the handlers already woken this turn have queued their calls too
+                self._send_soon = True
+                loop.call_soon(self._send_pending)
+        elif self._send_later is None and not self._send_soon:
+            self._send_later = loop.call_later(ride_within_s, self._send_pending)
         return await future
 
     def _send_pending(self) -> None:
-        batch, self._pending = self._pending, []
+        self._send_soon = False
+        if self._send_later is not None:
+            self._send_later.cancel()
+            self._send_later = None
+        # a caller cancelled meanwhile (its task was stopped) no longer wants its call sent
+        batch = [call for call in self._pending if not call[3].done()]
+        self._pending = []
+        if not batch:
+            return
         task = asyncio.get_running_loop().create_task(self._send(batch))
         self._sending.add(task)  # a strong reference until it is done
         task.add_done_callback(self._sending.discard)

@@ -91,3 +91,25 @@ async def test_a_lost_connection_reaches_every_caller(namespace: str) -> None:
 
     assert all(isinstance(r, RedisConnectionError) for r in results), results
     await unreachable.aclose()
+
+
+async def test_a_rider_goes_in_the_next_round_trip(batch: ScriptBatch, namespace: str) -> None:
+    await batch.call("incr", [f"{namespace}warm"], [0])  # loads the script
+    before = CountingRedis.round_trips
+    rider = asyncio.ensure_future(
+        batch.call("incr", [f"{namespace}rider"], [1], ride_within_s=60.0)
+    )
+    await asyncio.sleep(0)  # the rider is queued, and waits
+    assert not rider.done()
+
+    assert await batch.call("incr", [f"{namespace}urgent"], [1]) == 1
+
+    assert await rider == 1
+    assert CountingRedis.round_trips - before == 1  # both in one pipeline
+
+
+async def test_a_rider_alone_goes_after_its_window(batch: ScriptBatch, namespace: str) -> None:
+    result = await asyncio.wait_for(
+        batch.call("incr", [f"{namespace}rider"], [3], ride_within_s=0.01), timeout=30
+    )
+    assert result == 3
