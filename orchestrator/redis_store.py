@@ -133,13 +133,19 @@ class RedisSagaStore:
         return bool(await self._scripts.call("transition", keys, args))
 
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None:
-        await self.outbox_done_many([(saga_id, entry_ids)])
+        """Forget one saga's published entries now (one-off callers: operator commands)."""
+        await self._forget([(saga_id, entry_ids)], ride_within_s=None)
 
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
-        """Forget published entries: one atomic script call per shard (both keys share the
-        shard's slot, so it is cluster-safe). Never urgent (it only spares the sweeper a
-        re-publish), so the calls ride along with the next transitions' round trip, or go
-        alone after ``MARKS_RIDE_S``. ``done`` is (saga id, entry ids) pairs."""
+        """Forget many sagas' published entries. Never urgent (a mark only spares the
+        sweeper a re-publish), so the calls ride along with the next transitions' round
+        trip, or go alone after ``MARKS_RIDE_S``. ``done`` is (saga id, entry ids) pairs."""
+        await self._forget(done, ride_within_s=MARKS_RIDE_S)
+
+    async def _forget(
+        self, done: Iterable[tuple[str, Sequence[str]]], *, ride_within_s: float | None
+    ) -> None:
+        """One atomic script call per shard: both keys share the shard's slot (cluster-safe)."""
         by_shard: dict[int, list[str]] = {}
         for saga_id, entry_ids in done:
             by_shard.setdefault(self.keys.shard(saga_id), []).extend(entry_ids)
@@ -149,7 +155,7 @@ class RedisSagaStore:
                     "outbox_done",
                     (self.keys.outbox(shard), self.keys.outbox_at(shard)),
                     ids[i : i + DONE_CHUNK],
-                    ride_within_s=MARKS_RIDE_S,
+                    ride_within_s=ride_within_s,
                 )
                 for shard, ids in by_shard.items()
                 for i in range(0, len(ids), DONE_CHUNK)

@@ -39,7 +39,8 @@ class SagaStore(Protocol):
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None: ...
 
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
-        """``outbox_done`` for many (saga id, entry ids) pairs in one round trip."""
+        """``outbox_done`` for many (saga id, entry ids) pairs; it may wait briefly to share a
+        round trip with other writes (the background marks and the sweeper use it)."""
         ...
 
     async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:

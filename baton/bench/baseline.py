@@ -7,7 +7,8 @@ prefetch), and waits for each reply before sending the next. What it leaves out 
 exactly what Baton adds: the saga state in Redis, the outbox, history and deadlines,
 validation of every reply, lifecycle events. So Baton / baseline is the cost of
 orchestration itself, and the baseline is the practical limit of a Python command/reply
-round trip on this machine.
+round trip on this machine. Like every process of the bench it uses Baton's aiormq frame
+coalescing (``messaging/coalesce.py``), so the ratios compare orchestration, not transport.
 
 The participants are the same processes and the same SDK in both runs (inbox lookup,
 tombstone check, stored reply, confirmed publish): their cost is in both sides of every

@@ -69,6 +69,9 @@ class FloorRelay:
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         raw = (message.headers or {}).get(env.H_SAGA_ID, b"")
         saga_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if saga_id not in self._steps:  # a duplicate after the saga ended: nothing to do
+            await message.ack()
+            return
         self._outputs[saga_id].update(json.loads(message.body))
         self._steps[saga_id] += 1
         if self._steps[saga_id] < len(STEPS):
