@@ -23,6 +23,7 @@ from contracts.envelope import Envelope
 from contracts.money import CURRENCY_EXPONENTS, Money
 from contracts.payments import StartTransaction
 from messaging.codec import encode
+from messaging.errors import DefinitionError
 from messaging.health import broker_ready, serving
 from messaging.logs import configure_logging
 from messaging.otel import enable_otlp
@@ -71,7 +72,11 @@ def orchestrator(ctx: click.Context) -> None:
             checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
             registry = rt.orchestrator.metrics.registry
             async with serving(registry, checks, settings.metrics.port):
-                await rt.orchestrator.run(stop_on_signals())
+                try:
+                    await rt.orchestrator.run(stop_on_signals())
+                except DefinitionError as exc:  # refused to start: say why in one line
+                    click.echo(f"baton orchestrator: {exc}", err=True)
+                    return 1
         return 0
 
     _run(work())

@@ -16,17 +16,28 @@ StepKind = Literal["compensatable", "pivot", "retriable"]
 
 
 class RetryPolicy(BaseModel):
-    """Exponential backoff with jitter. Jitter comes from the caller: the engine stays pure."""
+    """Exponential backoff with jitter. Jitter comes from the caller: the engine stays pure.
+
+    A step gives up only when both budgets are spent: ``max_attempts`` published attempts
+    *and* ``give_up_after_s`` seconds since its first send in that phase. Counting attempts
+    alone let a short outage (every attempt timing out while a participant's Redis was
+    down) change a saga's outcome; the time budget says how long an outage may last.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_attempts: int = Field(default=3, ge=1, le=1000)
+    give_up_after_s: float = Field(default=30.0, ge=0)
     initial_backoff_s: float = Field(default=0.1, ge=0)
     multiplier: float = Field(default=2.0, ge=1)
     max_backoff_s: float = Field(default=5.0, ge=0)
     jitter: float = Field(default=0.2, ge=0, le=1)
     # Business refusal reasons worth trying again (a technical failure always is).
     retriable_reasons: frozenset[str] = frozenset()
+
+    def spent(self, attempts: int, elapsed_s: float) -> bool:
+        """Both budgets used up: no more tries."""
+        return attempts >= self.max_attempts and elapsed_s >= self.give_up_after_s
 
     def backoff_s(self, attempt: int, unit: float) -> float:
         """Delay before ``attempt`` (2, 3, ...); ``unit`` in [0, 1) spreads it by ±jitter."""

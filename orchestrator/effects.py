@@ -27,7 +27,13 @@ class ReplyReceived:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """The deadline loop saw ``wake_at`` pass: a timeout, a retry due or the saga deadline."""
+    """The deadline loop saw ``wake_at`` pass: a timeout, a retry due or the saga deadline.
+
+    ``unpublished``: the awaited command is still in the outbox (the broker was away), so
+    its timeout says nothing about the participant and the attempt does not count.
+    """
+
+    unpublished: bool = False
 
 
 @dataclass(frozen=True, slots=True)

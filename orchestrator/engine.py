@@ -5,12 +5,17 @@ the saga id, step and attempt, so the same inputs always give the same decision.
 
 Rules (design.md §5):
 - A reply counts only if it answers what the saga waits for, at the current attempt.
-- Before the pivot a failed or timed-out step is retried under its policy, then the saga
-  compensates every compensatable step that succeeded or may have (timed out), in reverse.
+- Before the pivot a failed or timed-out step is retried under its policy (attempts *and*
+  time), then the saga compensates every compensatable step that was sent and whose latest
+  effect is not known to be absent, in reverse.
 - The pivot is retried without limit on timeouts: its outcome must become known, because
   nothing at or after it is ever compensated. Retriable steps are retried until they succeed.
 - A compensation is retried under its own policy; when that runs out the saga is ``failed``
   and waits for an operator.
+- One outcome per effect id (docs/protocol.md): a timeout or a technical failure is retried
+  under the same effect id; after a business answer, whatever is sent for the same step and
+  phase goes out under the next generation's effect id.
+- History stays bounded: repeated retries of one step are noted on a log scale.
 """
 
 from __future__ import annotations
@@ -39,13 +44,46 @@ from orchestrator.effects import (
 )
 from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
 
-# Statuses of a compensatable step that must be undone when the saga compensates.
+# Statuses of a compensatable step that must be undone when the saga compensates: it was
+# sent and its latest effect is not known to be absent (only a final refusal says that).
 _TO_UNDO = (StepStatus.SUCCEEDED, StepStatus.UNKNOWN, StepStatus.RUNNING)
 
 
-def effect_id(saga_id: str, step: str, phase: Phase) -> str:
-    """Stable across retries of one step and phase: participants deduplicate on it."""
-    return hashlib.sha256(f"{saga_id}|{step}|{phase}".encode()).hexdigest()[:32]
+def effect_id(saga_id: str, step: str, phase: Phase, generation: int = 0) -> str:
+    """Stable across retries of one effect; a new generation after a final answer.
+
+    Generation 0 keeps the first release's derivation, so sagas in flight keep their ids.
+    """
+    suffix = f"|{generation}" if generation else ""
+    return hashlib.sha256(f"{saga_id}|{step}|{phase}{suffix}".encode()).hexdigest()[:32]
+
+
+def command_message_id(effect_id: str, attempt: int) -> str:
+    """A command's message id: unique per send, and derivable from the saga's state."""
+    return f"{effect_id}.{attempt}"
+
+
+def timed_out_command(state: SagaState, now: float) -> str | None:
+    """The message id of the sent command whose timeout a tick at ``now`` would judge.
+
+    The runner asks the outbox whether it is still there: then it never left, and the
+    tick says so (``Tick.unpublished``) instead of spending an attempt.
+    """
+    waiting = state.waiting
+    if waiting is None or not waiting.sent or now < waiting.due or state.status.is_finished:
+        return None
+    record = state.steps[waiting.step]
+    generation = record.generation if waiting.phase == "forward" else record.compensation_generation
+    return command_message_id(
+        effect_id(state.saga_id, waiting.step, waiting.phase, generation), waiting.attempt
+    )
+
+
+def noteworthy(attempt: int) -> bool:
+    """Whether an attempt's routine entries (sent, timed out, retry) go into the history:
+    the first four, then powers of two, so an hour-long outage adds a dozen lines, not
+    thousands."""
+    return attempt <= 4 or attempt & (attempt - 1) == 0
 
 
 def _unit(saga_id: str, step: str, phase: str, attempt: int) -> float:
@@ -148,20 +186,26 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
         _fail_to_build(d, step_name, phase, f"invalid_payload: {exc}")
         return
     sid = d.state.saga_id
+    record = d.state.steps[step_name]
+    forward_id = effect_id(sid, step_name, "forward", record.generation)
     d.effects.append(
         SendCommand(
             participant=step.participant,
             step=step_name,
             phase=phase,
             attempt=attempt,
-            effect_id=effect_id(sid, step_name, phase),
-            compensates=effect_id(sid, step_name, "forward") if phase == "compensate" else "",
+            effect_id=(
+                forward_id
+                if phase == "forward"
+                else effect_id(sid, step_name, phase, record.compensation_generation)
+            ),
+            # the latest forward generation: earlier ones were refused, so took no effect
+            compensates=forward_id if phase == "compensate" else "",
             kind=action.command,
             body=body,
             deadline=d.now + action.timeout_s,
         )
     )
-    record = d.state.steps[step_name]
     if phase == "forward":
         d.set_step(
             step_name,
@@ -170,13 +214,19 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
             started_at=record.started_at or d.now,
         )
     else:
-        d.set_step(step_name, status=StepStatus.COMPENSATING, compensation_attempts=attempt)
+        d.set_step(
+            step_name,
+            status=StepStatus.COMPENSATING,
+            compensation_attempts=attempt,
+            compensation_started_at=record.compensation_started_at or d.now,
+        )
     d.update(
         waiting=Waiting(
             step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s
         )
     )
-    d.note("sent", step_name, phase, attempt, action.command)
+    if noteworthy(attempt):
+        d.note("sent", step_name, phase, attempt, action.command)
 
 
 def _fail_to_build(d: _Draft, step_name: str, phase: Phase, reason: str) -> None:
@@ -203,22 +253,22 @@ def _output(definition: SagaDefinition, state: SagaState) -> dict[str, object]:
     return found
 
 
-def _event(d: _Draft, event: Lifecycle, *, final: bool) -> None:
-    s = d.state
-    d.effects.append(
-        EmitEvent(
-            SagaEvent(
-                saga_id=s.saga_id,
-                saga=s.saga,
-                event=event,
-                status=s.status.value,
-                failed_step=s.failed_step,
-                reason=s.reason,
-                output=_output(d.definition, s) if event == "completed" else {},
-            ),
-            final=final,
-        )
+def describe(definition: SagaDefinition, state: SagaState, event: Lifecycle) -> SagaEvent:
+    """The lifecycle event that tells a subscriber or a caller where the saga stands."""
+    return SagaEvent(
+        saga_id=state.saga_id,
+        saga=state.saga,
+        event=event,
+        status=state.status.value,
+        failed_step=state.failed_step,
+        reason=state.reason,
+        output=_output(definition, state) if state.status is SagaStatus.COMPLETED else {},
+        idempotency_key=state.idempotency_key,
     )
+
+
+def _event(d: _Draft, event: Lifecycle, *, final: bool) -> None:
+    d.effects.append(EmitEvent(describe(d.definition, d.state, event), final=final))
 
 
 def _finish(d: _Draft, status: SagaStatus, event: Lifecycle, **changes: Any) -> None:
@@ -316,13 +366,36 @@ def _unlimited(step: StepDefinition, phase: Phase, outcome_unknown: bool) -> boo
     return step.kind == "retriable" or (step.kind == "pivot" and outcome_unknown)
 
 
+def _next_generation(d: _Draft, waiting: Waiting) -> None:
+    """A final answer used up the current effect id: the next send gets a new one."""
+    record = d.state.steps[waiting.step]
+    if waiting.phase == "forward":
+        d.set_step(waiting.step, generation=record.generation + 1)
+    else:
+        d.set_step(waiting.step, compensation_generation=record.compensation_generation + 1)
+
+
+def _budget_spent(d: _Draft, step: StepDefinition, waiting: Waiting) -> bool:
+    """Both the attempt cap and the time budget of this step's phase are used up."""
+    policy = _action(step, waiting.phase).retry
+    record = d.state.steps[waiting.step]
+    if waiting.phase == "forward":
+        used, since = waiting.attempt, record.started_at
+    else:
+        used = waiting.attempt - record.compensation_budget_from
+        since = record.compensation_started_at
+    return policy.spent(used, d.now - (d.now if since is None else since))
+
+
 def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unknown: bool) -> None:
+    """Schedule the next attempt, or give up when the policy's budgets are spent.
+
+    ``outcome_unknown``: the last attempt may have applied (a timeout or a technical
+    failure), as opposed to a final refusal of the effect.
+    """
     step = d.definition.step(waiting.step)
     policy = _action(step, waiting.phase).retry
-    used = waiting.attempt
-    if waiting.phase == "compensate":
-        used -= d.state.steps[waiting.step].compensation_budget_from
-    if _unlimited(step, waiting.phase, outcome_unknown) or used < policy.max_attempts:
+    if _unlimited(step, waiting.phase, outcome_unknown) or not _budget_spent(d, step, waiting):
         attempt = waiting.attempt + 1
         delay = policy.backoff_s(
             attempt, _unit(d.state.saga_id, waiting.step, waiting.phase, attempt)
@@ -334,11 +407,17 @@ def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unkno
                 attempt=attempt,
                 sent=False,
                 due=d.now + delay,
+                after_refusal=not outcome_unknown,
             )
         )
-        d.note(
-            "retry_scheduled", waiting.step, waiting.phase, attempt, f"{reason}; in {delay:.3f}s"
-        )
+        if noteworthy(attempt):
+            d.note(
+                "retry_scheduled",
+                waiting.step,
+                waiting.phase,
+                attempt,
+                f"{reason}; in {delay:.3f}s",
+            )
         return
     if waiting.phase == "compensate":
         d.set_step(waiting.step, status=StepStatus.COMPENSATION_FAILED, error=reason)
@@ -350,7 +429,9 @@ def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unkno
             reason=f"compensation failed: {reason}",
         )
         return
-    d.set_step(waiting.step, status=StepStatus.UNKNOWN, error=reason, finished_at=d.now)
+    # A final refusal took no effect: nothing to undo. Anything else may have applied.
+    status = StepStatus.UNKNOWN if outcome_unknown else StepStatus.REJECTED
+    d.set_step(waiting.step, status=status, error=reason, finished_at=d.now)
     assert step.kind != "retriable", "a retriable step is retried without limit"
     _begin_compensation(d, step.name, reason)
 
@@ -376,22 +457,20 @@ def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
         reply = ReplyReceived(
             reply.step, reply.phase, reply.attempt, reply.kind, {}, "unexpected_reply", True
         )
-    if reply.failure_reason is None:
+    reason = reply.failure_reason
+    if reason is None:
         _succeeded(d, step, waiting, reply)
-    elif (
-        reply.retriable
-        or reply.failure_reason in _action(step, waiting.phase).retry.retriable_reasons
-    ):
-        d.note(
-            "failed",
-            step.name,
-            waiting.phase,
-            waiting.attempt,
-            f"{reply.failure_reason} (retriable)",
-        )
-        _retry_or_give_up(d, waiting, reply.failure_reason, outcome_unknown=reply.retriable)
+    elif reply.retriable:  # a technical failure is no answer: same effect id again
+        if noteworthy(waiting.attempt):
+            d.note("failed", step.name, waiting.phase, waiting.attempt, f"{reason} (retriable)")
+        _retry_or_give_up(d, waiting, reason, outcome_unknown=True)
+    elif reason in _action(step, waiting.phase).retry.retriable_reasons:
+        # a final refusal worth another try: that try is a new effect
+        d.note("rejected", step.name, waiting.phase, waiting.attempt, f"{reason} (retriable)")
+        _next_generation(d, waiting)
+        _retry_or_give_up(d, waiting, reason, outcome_unknown=False)
     else:
-        _rejected(d, step, waiting, reply.failure_reason)
+        _rejected(d, step, waiting, reason)
     return d.decision()
 
 
@@ -410,6 +489,7 @@ def _succeeded(d: _Draft, step: StepDefinition, waiting: Waiting, reply: ReplyRe
 def _rejected(d: _Draft, step: StepDefinition, waiting: Waiting, reason: str) -> None:
     d.note("rejected", step.name, waiting.phase, waiting.attempt, reason)
     if waiting.phase == "compensate":  # a compensation must not refuse: retry it, then fail
+        _next_generation(d, waiting)  # the refusal is final for its effect id
         _retry_or_give_up(d, waiting, reason, outcome_unknown=False)
         return
     d.set_step(step.name, status=StepStatus.REJECTED, error=reason, finished_at=d.now)
@@ -427,7 +507,15 @@ def _rejected(d: _Draft, step: StepDefinition, waiting: Waiting, reason: str) ->
     _begin_compensation(d, step.name, reason)
 
 
-def _on_tick(d: _Draft) -> Decision:
+def _interrupt(d: _Draft, waiting: Waiting, reason: str) -> None:
+    """Stop waiting on a forward step. Its effect may have applied unless the effect last
+    sent was finally refused and its retry is not out yet."""
+    refused = not waiting.sent and waiting.after_refusal
+    status = StepStatus.REJECTED if refused else StepStatus.UNKNOWN
+    d.set_step(waiting.step, status=status, error=reason, finished_at=d.now)
+
+
+def _on_tick(d: _Draft, tick: Tick) -> Decision:
     state = d.state
     if state.status.is_finished:
         return Decision(state, ignored="saga_finished")
@@ -439,9 +527,7 @@ def _on_tick(d: _Draft) -> Decision:
     ):
         waiting = state.waiting
         if waiting is not None:
-            d.set_step(
-                waiting.step, status=StepStatus.UNKNOWN, error="saga_deadline", finished_at=d.now
-            )
+            _interrupt(d, waiting, "saga_deadline")
         _begin_compensation(d, waiting.step if waiting else "", "saga_deadline")
         return d.decision()
     waiting = state.waiting
@@ -449,8 +535,14 @@ def _on_tick(d: _Draft) -> Decision:
         return Decision(state, ignored="not_due")
     if not waiting.sent:
         _send(d, waiting.step, waiting.phase, waiting.attempt)
+    elif tick.unpublished:  # never reached the participant: wait again, count nothing
+        timeout = _action(d.definition.step(waiting.step), waiting.phase).timeout_s
+        d.update(waiting=waiting.model_copy(update={"due": d.now + timeout}))
+        if noteworthy(waiting.attempt):
+            d.note("unpublished", waiting.step, waiting.phase, waiting.attempt)
     else:
-        d.note("timed_out", waiting.step, waiting.phase, waiting.attempt)
+        if noteworthy(waiting.attempt):
+            d.note("timed_out", waiting.step, waiting.phase, waiting.attempt)
         _retry_or_give_up(d, waiting, "timeout", outcome_unknown=True)
     return d.decision()
 
@@ -471,9 +563,13 @@ def _on_operator(d: _Draft, action: OperatorAction) -> Decision:
         resume = next((s for s in plan if state.steps[s].status is not undone), None)
         if action.action != "retry" or resume is None:
             return Decision(state, ignored="nothing_to_retry")
-        # A fresh compensation budget from the step that ran out of it.
+        # A fresh compensation budget, in attempts and time, from the step that ran out of it.
         record = state.steps[resume]
-        d.set_step(resume, compensation_budget_from=record.compensation_attempts)
+        d.set_step(
+            resume,
+            compensation_budget_from=record.compensation_attempts,
+            compensation_started_at=d.now,
+        )
         d.update(status=SagaStatus.COMPENSATING)
         _send(d, resume, "compensate", record.compensation_attempts + 1)
         return d.decision()
@@ -483,10 +579,20 @@ def _on_operator(d: _Draft, action: OperatorAction) -> Decision:
     return d.decision()
 
 
+# Step statuses that say nothing is held: never sent, finally refused, or undone.
+_NOTHING_HELD = (StepStatus.PENDING, StepStatus.REJECTED, StepStatus.COMPENSATED)
+
+
 def _abort(d: _Draft, action: OperatorAction) -> Decision:
     state = d.state
     if not action.compensate and state.status is SagaStatus.FAILED:
         return Decision(state, ignored="already_failed")
+    if not action.compensate and any(
+        record.status not in _NOTHING_HELD for record in state.steps.values()
+    ):
+        # Ending the saga now would strand whatever those steps hold (a hold on an account):
+        # only an abort that compensates may end it.
+        return Decision(state, ignored="may_hold_effects")
     if not action.compensate:
         _finish(d, SagaStatus.FAILED, "failed", reason=f"aborted by {action.actor}")
         return d.decision()
@@ -494,7 +600,7 @@ def _abort(d: _Draft, action: OperatorAction) -> Decision:
         return Decision(state, ignored="cannot_compensate_now")
     waiting = state.waiting
     if waiting is not None:
-        d.set_step(waiting.step, status=StepStatus.UNKNOWN, error="aborted", finished_at=d.now)
+        _interrupt(d, waiting, "aborted")
     _begin_compensation(d, waiting.step if waiting else "", f"aborted by {action.actor}")
     return d.decision()
 
@@ -505,7 +611,7 @@ def decide(definition: SagaDefinition, state: SagaState, event: Event, now: floa
     if isinstance(event, ReplyReceived):
         decision = _on_reply(draft, event)
     elif isinstance(event, Tick):
-        decision = _on_tick(draft)
+        decision = _on_tick(draft, event)
     else:
         decision = _on_operator(draft, event)
     if decision.ignored is not None:  # the caller writes nothing: show it the state it keeps

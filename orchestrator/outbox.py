@@ -12,6 +12,7 @@ from contracts.topology import Topology
 from messaging.codec import Wire
 from messaging.tracing import child
 from orchestrator.effects import Effect, EmitEvent, SendCommand
+from orchestrator.engine import command_message_id
 from orchestrator.state import SagaState
 
 
@@ -37,6 +38,7 @@ class OutboxEntry:
                 "correlation_id": self.wire.correlation_id,
                 "reply_to": self.wire.reply_to,
                 "headers": dict(self.wire.headers),
+                "expiration_ms": self.wire.expiration_ms,
             },
             separators=(",", ":"),
         )
@@ -51,6 +53,7 @@ class OutboxEntry:
             correlation_id=data["correlation_id"],
             reply_to=data["reply_to"],
             headers=data["headers"],
+            expiration_ms=data.get("expiration_ms"),
         )
         return cls(data["id"], data["saga_id"], data["exchange"], data["routing_key"], wire)
 
@@ -74,6 +77,7 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
     # for every outgoing message (participants validate what they receive)
     envelope = Envelope.model_construct(
         kind=effect.kind,
+        message_id=command_message_id(effect.effect_id, effect.attempt),
         saga_id=state.saga_id,
         saga=state.saga,
         step=effect.step,
@@ -88,7 +92,17 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
     model = contract_for(effect.kind)
     assert model is not None  # the engine validated the body against this contract
     body = json.dumps(effect.body, separators=(",", ":")).encode()
-    wire = Wire(body, effect.kind, envelope.message_id, state.saga_id, headers=envelope.headers())
+    # Unconsumed by its deadline it is dropped by RabbitMQ: a retry never queues behind a
+    # pile of stale copies of itself (at most one command per step is outstanding).
+    expiration_ms = max(1, round((effect.deadline - state.updated_at) * 1000))
+    wire = Wire(
+        body,
+        effect.kind,
+        envelope.message_id,
+        state.saga_id,
+        headers=envelope.headers(),
+        expiration_ms=expiration_ms,
+    )
     return OutboxEntry(
         envelope.message_id,
         state.saga_id,

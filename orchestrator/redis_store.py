@@ -162,7 +162,18 @@ class RedisSagaStore:
             )
         )
 
+    async def postpone(self, saga_id: str, until: float) -> None:
+        """Move a saga's wake-up to ``until`` without touching its state (a tick that keeps
+        failing backs off this way); a saga no longer waiting stays so."""
+        deadlines = self.keys.deadlines(self.keys.shard(saga_id))
+        await self._redis.zadd(deadlines, {saga_id: float(until)}, xx=True)
+
     # -- reads ------------------------------------------------------------------------------
+
+    async def outbox_holds(self, saga_id: str, entry_id: str) -> bool:
+        """Whether the entry is still in the outbox (not yet published and marked)."""
+        outbox = self.keys.outbox(self.keys.shard(saga_id))
+        return bool(await self._redis.hexists(outbox, entry_id))
 
     async def ping(self) -> bool:
         """Readiness: Redis answers (the health endpoint asks this)."""

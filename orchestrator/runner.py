@@ -19,14 +19,18 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.base import Start, StepFailed
+from contracts.envelope import new_message_id
+from contracts.events import SagaEvent
 from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode
-from messaging.errors import ConcurrencyConflict, ContractError, UnknownSaga
+from messaging.errors import ConcurrencyConflict, ContractError, DefinitionError, UnknownSaga
 from messaging.tracing import child, trace_id
+from orchestrator.answers import idempotency_key_of, safe_reply_to
 from orchestrator.catalog import Catalog, saga_id_for
 from orchestrator.chaos import CrashPoints
-from orchestrator.effects import Decision, Event, ReplyReceived, Tick
-from orchestrator.engine import decide, start
+from orchestrator.definition import SagaDefinition
+from orchestrator.effects import Decision, EmitEvent, Event, ReplyReceived, Tick
+from orchestrator.engine import decide, describe, start, timed_out_command
 from orchestrator.marks import DoneMarks
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.outbox import OutboxEntry, outbox_entries
@@ -38,6 +42,9 @@ log = structlog.get_logger("baton.orchestrator")
 
 Clock = Callable[[], float]
 MAX_CONFLICTS = 20
+TICK_BACKOFF_S = 0.5  # first delay after a failed tick; doubles up to TICK_BACKOFF_MAX_S
+TICK_BACKOFF_MAX_S = 60.0
+UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
 RECENT_STATES = 10_000  # sagas whose last written state a replica keeps in memory
 T = TypeVar("T")
 
@@ -80,6 +87,7 @@ class Orchestrator:
         self._recent: dict[str, SagaState] = {}  # saga id -> state this replica last wrote
         self._marks = DoneMarks(store)
         self._wakes = WakeTimes()
+        self._tick_failures: dict[str, int] = {}  # saga id -> ticks failed in a row
         self._crash = crash  # fault tests only; None in production
 
     # -- applying events -------------------------------------------------------------------
@@ -96,7 +104,8 @@ class Orchestrator:
                 raise ContractError(
                     "unknown_definition", f"{state.saga} v{state.definition_version}"
                 )
-            decision = decide(definition, state, event, self._clock())
+            now = self._clock()
+            decision = decide(definition, state, await self._facts(state, event, now), now)
             if decision.ignored and cached is not None:
                 continue  # judged on a copy another replica may have moved on: ask the store
             if decision.ignored:
@@ -119,6 +128,15 @@ class Orchestrator:
             await self._publish(saga_id, outbox)
             return decision
         raise ConcurrencyConflict(saga_id)
+
+    async def _facts(self, state: SagaState, event: Event, now: float) -> Event:
+        """What the engine cannot see: whether a timed-out command ever left the outbox."""
+        if not isinstance(event, Tick):
+            return event
+        command = timed_out_command(state, now)
+        if command is None or not await self._store.outbox_holds(state.saga_id, command):
+            return event
+        return Tick(unpublished=True)
 
     def _remember(self, state: SagaState) -> None:
         """Keep the state just written, so the saga's next event skips a Redis read, and
@@ -178,9 +196,51 @@ class Orchestrator:
             await self._publish(saga_id, outbox)
             return "started"
         existing = await self._store.load(saga_id)
-        if existing is not None and existing.input != decision.state.input:
+        if existing is None:  # expired between the two calls: requeue and start afresh
+            raise ConcurrencyConflict(saga_id)
+        if existing.input != decision.state.input:
             raise ContractError("idempotency_key_reused", "same key, different transaction")
+        await self._answer_duplicate(definition, existing, wire.reply_to or "")
         return "duplicate_start"
+
+    async def _answer_duplicate(
+        self, definition: SagaDefinition, existing: SagaState, reply_to: str
+    ) -> None:
+        """Tell the caller of a repeated start where its saga stands (on the events exchange,
+        and on its ``reply_to``). Not stored: a failed publish requeues the start, whose
+        redelivery answers again."""
+        defined = self._catalog.get(existing.saga, existing.definition_version) or definition
+        event = EmitEvent(describe(defined, existing, "duplicate"), final=True)
+        answer = existing.model_copy(update={"reply_to": safe_reply_to(reply_to)})
+        entries = outbox_entries(self._topology, answer, (event,))
+        await self._broker.publish_many((e.wire, e.exchange, e.routing_key) for e in entries)
+
+    async def _answer_rejected_start(self, wire: Wire, reason: str) -> None:
+        """A start that started nothing still gets an answer: a ``rejected`` event with the
+        reason, on the events exchange and its ``reply_to``. Best effort: the message itself
+        goes to the dead-letter queue with the same reason whatever happens here."""
+        definition = self._catalog.for_trigger(wire.kind or "")
+        key = idempotency_key_of(wire.body)
+        saga = definition.name if definition else "unknown"
+        event = SagaEvent(
+            saga_id=saga_id_for(saga, key) if definition and key else "",
+            saga=saga,
+            event="rejected",
+            status="rejected",
+            reason=reason,
+            idempotency_key=key,
+        )
+        body = event.model_dump_json().encode()
+        routes = [
+            (self._topology.events_exchange, self._topology.event_routing_key(saga, "rejected"))
+        ]
+        if reply_to := safe_reply_to(wire.reply_to or ""):
+            routes.append(("", reply_to))
+        with suppress(Exception):
+            await self._broker.publish_many(
+                (Wire(body, event.KIND, new_message_id(), event.saga_id), exchange, key_)
+                for exchange, key_ in routes
+            )
 
     async def handle_reply(self, wire: Wire) -> str:
         envelope, body = decode(wire)
@@ -241,6 +301,8 @@ class Orchestrator:
             outcome = "dead_lettered"
             self.metrics.dead_letters.labels(queue, reason).inc()
             log.warning("dead_lettered", reason=reason, detail=str(exc)[:300])
+            if queue == self._topology.start_queue:
+                await self._answer_rejected_start(wire_of(message), reason)
             await self._broker.dead_letter(message, queue, str(exc))
         except asyncio.CancelledError:
             raise
@@ -281,9 +343,25 @@ class Orchestrator:
                 return  # the planned time came
 
     async def _tick(self, saga_id: str) -> None:
+        """Apply a tick; one that fails moves the saga's wake-up later, doubling each time,
+        so a saga that cannot be decided is neither polled in a tight loop nor in the way of
+        the healthy sagas due behind it."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(saga_id=saga_id)
-        await self._guarded(self.apply(saga_id, Tick()))
+        try:
+            await self.apply(saga_id, Tick())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("tick_failed")
+            failures = self._tick_failures.pop(saga_id, 0) + 1
+            self._tick_failures[saga_id] = failures
+            if len(self._tick_failures) > RECENT_STATES:
+                del self._tick_failures[next(iter(self._tick_failures))]
+            delay = min(TICK_BACKOFF_MAX_S, TICK_BACKOFF_S * 2 ** min(failures - 1, 16))
+            await self._guarded(self._store.postpone(saga_id, self._clock() + delay))
+        else:
+            self._tick_failures.pop(saga_id, None)
 
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         """Publish outbox entries a crashed or disconnected replica left behind."""
@@ -360,8 +438,29 @@ class Orchestrator:
             else:
                 return
 
+    async def check_definitions(self) -> None:
+        """Refuse to run beside sagas whose definition version this replica would not load:
+        it could neither move them on nor compensate them (their ticks would only fail)."""
+        missing: set[tuple[str, int]] = set()
+        for status in UNFINISHED:
+            ids = [saga_id for saga_id, _ in await self._store.by_status(status, 10_000_000)]
+            for i in range(0, len(ids), 500):
+                states = await asyncio.gather(*map(self._store.load, ids[i : i + 500]))
+                missing.update(
+                    (s.saga, s.definition_version)
+                    for s in states
+                    if s is not None and self._catalog.get(s.saga, s.definition_version) is None
+                )
+        if missing:
+            names = ", ".join(f"{name} v{version}" for name, version in sorted(missing))
+            raise DefinitionError(
+                f"sagas in flight use {names}, which this orchestrator does not load: keep "
+                "every version's file in BATON_ORCHESTRATOR__DEFINITIONS until they finish"
+            )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume starts and replies, run the loops until ``stop``, then drain in-flight work."""
+        await self.check_definitions()
         await self._start_consuming(stop)
         loops = [
             asyncio.create_task(self._deadline_loop(stop), name="deadlines"),

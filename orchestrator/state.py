@@ -30,9 +30,9 @@ class SagaStatus(StrEnum):
 
 class StepStatus(StrEnum):
     PENDING = "pending"  # never sent: never compensated
-    RUNNING = "running"
+    RUNNING = "running"  # sent, no final answer yet: may have applied
     SUCCEEDED = "succeeded"
-    REJECTED = "rejected"  # business refusal: took no effect, nothing to undo
+    REJECTED = "rejected"  # final business refusal of its latest effect: nothing to undo
     UNKNOWN = "unknown"  # timed out or kept failing technically: compensated to be safe
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
@@ -48,6 +48,11 @@ class StepRecord(BaseModel):
     # Compensation attempts made before the current budget: an operator retry restarts the
     # budget without reusing attempt numbers (stale-reply detection depends on them).
     compensation_budget_from: int = 0
+    # Effect generations (docs/protocol.md): a business answer is final for its effect id, so
+    # what is sent after one goes out under the next generation, i.e. a new effect id.
+    generation: int = 0
+    compensation_generation: int = 0
+    compensation_started_at: float | None = None  # start of the compensation's time budget
     output: dict[str, Any] = {}
     error: str | None = None
     started_at: float | None = None
@@ -64,6 +69,8 @@ class Waiting(BaseModel):
     attempt: int
     sent: bool
     due: float  # reply timeout when sent; retry time when not
+    # The scheduled send follows a final refusal: the effect last sent took no effect.
+    after_refusal: bool = False
 
 
 class SagaState(BaseModel):

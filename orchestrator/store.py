@@ -38,6 +38,14 @@ class SagaStore(Protocol):
 
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None: ...
 
+    async def outbox_holds(self, saga_id: str, entry_id: str) -> bool:
+        """Whether the entry is still in the outbox (not yet published and marked)."""
+        ...
+
+    async def postpone(self, saga_id: str, until: float) -> None:
+        """Move a waiting saga's wake-up to ``until``; its state is untouched."""
+        ...
+
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
         """``outbox_done`` for many (saga id, entry ids) pairs; it may wait briefly to share a
         round trip with other writes (the background marks and the sweeper use it)."""
@@ -73,6 +81,7 @@ class InMemorySagaStore:
     sagas: dict[str, SagaState] = field(default_factory=dict)
     timelines: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     outbox: dict[str, tuple[float, OutboxEntry]] = field(default_factory=dict)
+    postponed: dict[str, float] = field(default_factory=dict)  # wake-ups moved by postpone
 
     async def create(
         self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
@@ -103,6 +112,7 @@ class InMemorySagaStore:
         self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
     ) -> None:
         self.sagas[state.saga_id] = state
+        self.postponed.pop(state.saga_id, None)  # a write sets the wake-up afresh
         self.timelines.setdefault(state.saga_id, []).extend(h.fields() for h in history)
         for entry in outbox:
             self.outbox[entry.id] = (state.updated_at, entry)
@@ -115,6 +125,12 @@ class InMemorySagaStore:
         for saga_id, entry_ids in done:
             await self.outbox_done(saga_id, entry_ids)
 
+    async def outbox_holds(self, saga_id: str, entry_id: str) -> bool:
+        return entry_id in self.outbox
+
+    async def postpone(self, saga_id: str, until: float) -> None:
+        self.postponed[saga_id] = until
+
     async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
         ready = sorted((at, e.id, e) for at, e in self.outbox.values() if at < enqueued_before)
         return [entry for _, _, entry in ready[:limit]]
@@ -123,11 +139,9 @@ class InMemorySagaStore:
         return max(now - min(at for at, _ in self.outbox.values()), 0.0) if self.outbox else 0.0
 
     async def due(self, now: float, limit: int) -> list[str]:
-        ready = sorted(
-            (s.wake_at, s.saga_id)
-            for s in self.sagas.values()
-            if s.wake_at is not None and s.wake_at <= now
-        )
+        wakes = {s.saga_id: s.wake_at for s in self.sagas.values() if s.wake_at is not None}
+        wakes.update((k, v) for k, v in self.postponed.items() if k in wakes)
+        ready = sorted((at, saga_id) for saga_id, at in wakes.items() if at <= now)
         return [saga_id for _, saga_id in ready[:limit]]
 
     async def history(self, saga_id: str) -> list[dict[str, str]]:

@@ -67,8 +67,8 @@ class Ledger:
         if command.effect_id in self.outcomes:
             return answer(command, self.outcomes[command.effect_id])
         if command.phase == "compensate":
-            if verdict == "refuse":  # refused for now, changed nothing: not recorded
-                return answer(command, Outcome(StepFailed.KIND, {}, "not_now"))
+            if verdict == "refuse":  # changed nothing, and final for this effect id
+                return self.record(command, Outcome(StepFailed.KIND, {}, "not_now"))
             return self.record(command, self.undo(command))
         return self.forward(definition, command, verdict)
 
@@ -141,7 +141,10 @@ def answer(command: SendCommand, outcome: Outcome, *, retriable: bool = False) -
 class Checker:
     definition: SagaDefinition
     operators: bool = False  # operator actions may restart a failed saga
+    # the participants' recorded outcomes: a new effect id only after a final answer
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
     effect_ids: dict[tuple[str, Phase], str] = field(default_factory=dict)
+    every_effect_id: set[str] = field(default_factory=set)
     last_attempt: dict[tuple[str, Phase], int] = field(default_factory=dict)
     forward_sent: set[str] = field(default_factory=set)
     undo_order: list[str] = field(default_factory=list)
@@ -174,11 +177,20 @@ class Checker:
         assert after.status not in FINISHED
         restartable = (SagaStatus.FAILED,) if self.operators else ()
         assert before is None or before.status not in FINISHED or before.status in restartable
-        # (5) one effect id per (step, phase), the same on every attempt
+        # (5) the same effect id on every attempt, until that effect got a final answer: only
+        # then a new one, of the next generation (docs/protocol.md)
         key = (command.step, command.phase)
-        assert command.effect_id == self.effect_ids.setdefault(key, command.effect_id)
-        assert command.effect_id == effect_id(SAGA_ID, command.step, command.phase)
-        assert len(set(self.effect_ids.values())) == len(self.effect_ids)
+        record = after.steps[command.step]
+        generation = (
+            record.generation if command.phase == "forward" else record.compensation_generation
+        )
+        assert command.effect_id == effect_id(SAGA_ID, command.step, command.phase, generation)
+        previous = self.effect_ids.get(key, command.effect_id)
+        if previous != command.effect_id:
+            assert self.outcomes[previous].refusal is not None
+            assert command.effect_id not in self.every_effect_id
+        self.effect_ids[key] = command.effect_id
+        self.every_effect_id.add(command.effect_id)
         # (6) attempts only increase
         assert command.attempt > self.last_attempt.get(key, 0)
         self.last_attempt[key] = command.attempt
@@ -265,6 +277,9 @@ class World:
     replies: list[ReplyReceived] = field(default_factory=list)
     now: float = T0
     state: SagaState | None = None
+
+    def __post_init__(self) -> None:
+        self.checker.outcomes = self.ledger.outcomes
 
     def begin(self) -> None:
         decision = start(self.definition, SAGA_ID, a_start(), self.now)
@@ -391,7 +406,7 @@ def check_outcome(world: World) -> None:
         assert record.status is StepStatus.COMPENSATION_FAILED
         compensation = world.definition.step(state.failed_step).compensation
         assert compensation is not None
-        assert record.compensation_attempts == compensation.retry.max_attempts
+        assert record.compensation_attempts >= compensation.retry.max_attempts
     else:
         assert state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
     assert world.checker.finishes == 1
