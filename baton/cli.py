@@ -177,7 +177,11 @@ def start_transaction(
     wait: bool,
     timeout: float,
 ) -> None:
-    """Publish a StartTransaction; with --wait, print the saga's final event."""
+    """Publish a StartTransaction; with --wait, print the saga's final event.
+
+    Exit status: 0 completed (or, for a repeated key, still running), 1 otherwise
+    (compensated, failed, rejected, or no answer within --timeout).
+    """
     settings = _settings(ctx)
     body = StartTransaction(
         idempotency_key=idempotency_key or uuid4().hex,
@@ -197,9 +201,19 @@ def start_transaction(
                 )
                 click.echo(f"published {body.idempotency_key}")
                 return 0
-            event = await operate.start_and_wait(broker, envelope, body, timeout)
+            try:
+                event = await operate.start_and_wait(broker, envelope, body, timeout)
+            except TimeoutError:
+                click.echo(
+                    f"baton start: no answer within {timeout:g} s; the saga may still be running:"
+                    f" baton start again with --key {body.idempotency_key} tells its state",
+                    err=True,
+                )
+                return 1
         click.echo(json.dumps(event))
-        return 0 if event.get("event") == "completed" else 1
+        # a duplicate start is answered with the saga's state: still running is no failure
+        running = event.get("event") == "duplicate" and event.get("status") == "running"
+        return 0 if event.get("status") == "completed" or running else 1
 
     _run(work())
 

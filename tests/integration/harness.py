@@ -27,7 +27,10 @@ T = TypeVar("T")
 
 
 def fast_payment(
-    timeout_s: float = 1.0, deadline_s: float = 60.0, max_attempts: int = 3
+    timeout_s: float = 1.0,
+    deadline_s: float = 60.0,
+    max_attempts: int = 3,
+    give_up_after_s: float = 0.0,
 ) -> SagaDefinition:
     """The payment saga with short timeouts and backoffs, so timeout tests run in seconds."""
     data = builtin_definitions()[0].model_dump(mode="json")
@@ -35,7 +38,9 @@ def fast_payment(
     for step in data["steps"]:
         for action in filter(None, (step["action"], step.get("compensation"))):
             action["timeout_s"] = timeout_s
-            action["retry"].update(initial_backoff_s=0.05, max_backoff_s=0.2)
+            action["retry"].update(
+                initial_backoff_s=0.05, max_backoff_s=0.2, give_up_after_s=give_up_after_s
+            )
         step["action"]["retry"]["max_attempts"] = max_attempts
     return parse_definition(data)
 
@@ -63,6 +68,7 @@ class Baton:
     orchestrator: Orchestrator
     settings: Settings
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # every event on reply_to
     reply_queue: str = ""
 
     async def start(self, body: Start, *, saga: str = "payment") -> str:
@@ -113,7 +119,9 @@ async def running_baton(
     async def on_final(message: AbstractIncomingMessage) -> None:
         await message.ack()
         event = json.loads(message.body)
-        baton.finals[event["saga_id"]] = event
+        baton.answers.append(event)
+        if event["event"] in ("completed", "compensated", "failed"):
+            baton.finals[event["saga_id"]] = event
 
     await queue.consume(on_final)
     baton.reply_queue = queue.name

@@ -6,7 +6,9 @@ retries, timeouts, duplicates, stale attempts and lost replies are all provoked 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,6 +19,7 @@ from contracts.envelope import Envelope
 from contracts.money import Money
 from messaging.amqp import Broker
 from messaging.codec import Wire
+from messaging.errors import DefinitionError
 from messaging.settings import Settings
 from orchestrator.engine import effect_id
 from orchestrator.state import SagaStatus, StepStatus
@@ -182,6 +185,102 @@ async def test_duplicate_start_starts_one_saga(
     assert (await baton.final(first))["event"] == "completed"
     assert (await baton.store.counts())[SagaStatus.COMPLETED] == 1
     assert all(q.inbox.empty() for q in world.values()), "each command was sent once"
+
+
+async def answer(baton: Baton, event: str) -> dict[str, Any]:
+    async def arrived() -> dict[str, Any] | None:
+        return next((a for a in baton.answers if a["event"] == event), None)
+
+    return await eventually(arrived, what=f"a {event} answer")
+
+
+async def test_a_duplicate_start_is_answered_with_the_sagas_state(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
+    """It hung until the caller's timeout (finding 7)."""
+    first = await baton.start(a_payment("again"))
+    await answer_all(world)
+    assert (await baton.final(first))["event"] == "completed"
+    await baton.start(a_payment("again"))
+    duplicate = await answer(baton, "duplicate")
+    assert duplicate["saga_id"] == first
+    assert duplicate["status"] == "completed"
+    assert duplicate["idempotency_key"] == "again"
+    assert duplicate["output"] == {"hold_id": "hold-1", "capture_id": "cap-1"}
+
+
+async def test_a_reused_key_and_an_invalid_start_are_answered_rejected(
+    baton: Baton, world: dict[str, ScriptedParticipant]
+) -> None:
+    first = await baton.start(a_payment("reused-2"))
+    other = a_payment("reused-2").model_copy(update={"amount": Money(minor=99, currency="EUR")})
+    await baton.start(other)
+    rejected = await answer(baton, "rejected")
+    assert (rejected["saga_id"], rejected["reason"]) == (first, "idempotency_key_reused")
+    assert rejected["idempotency_key"] == "reused-2"
+    baton.answers.clear()
+    bad = Wire(b'{"idempotency_key": "k-bad"}', kind=p.StartTransaction.KIND,
+               reply_to=baton.reply_queue)  # fmt: skip
+    t = baton.broker.topology
+    await baton.broker.publish(bad, exchange="", routing_key=t.start_queue)
+    rejected = await answer(baton, "rejected")
+    assert (rejected["reason"], rejected["idempotency_key"]) == ("invalid_body", "k-bad")
+    assert await eventually(dead_lettered(baton, t.start_queue, 2), what="both dead-lettered")
+
+
+async def test_a_saga_whose_definition_is_not_loaded_backs_off_and_blocks_no_other(
+    baton: Baton, world: dict[str, ScriptedParticipant], redis_client: aioredis.Redis
+) -> None:
+    """Such a saga was polled 5,200 times a second, and a healthy one never ticked (finding 4)."""
+    orphan = await baton.start(a_payment("orphan"))
+    await world["payment"].next()  # let it time out: due for ticks from now on
+    state = await baton.state(orphan)
+    unknown = state.model_copy(update={"definition_version": 99})
+    await baton.store.commit(state.version, unknown, (), ())
+    healthy = await baton.start(a_payment("healthy"))
+    command = await world["payment"].next()
+    await world["payment"].next()  # the healthy saga's timeout was ticked and it resent
+    assert command.envelope.saga_id == healthy
+    shard = baton.store.keys.shard(orphan)
+    async def postponed() -> float | None:
+        score = await redis_client.zscore(baton.store.keys.deadlines(shard), orphan)
+        now = time.time()
+        return score if score is not None and score > now + 0.2 else None
+
+    assert await eventually(postponed, what="the orphan's wake-up moved later")
+    with pytest.raises(DefinitionError, match="payment v99"):
+        await baton.orchestrator.check_definitions()
+
+
+async def test_a_timeout_while_the_broker_refused_the_command_costs_no_attempt(
+    baton: Baton, world: dict[str, ScriptedParticipant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts that were never published spent the budget in a broker outage (finding 3)."""
+    broker = baton.broker
+    real_publish = broker.publish
+    outage = True
+
+    async def refusing(wire: Wire, *, exchange: str, routing_key: str) -> None:
+        if outage and exchange == broker.topology.commands_exchange:
+            raise ConnectionError("broker away")
+        await real_publish(wire, exchange=exchange, routing_key=routing_key)
+
+    monkeypatch.setattr(broker, "publish", refusing)
+    saga_id = await baton.start(a_payment("outage"))
+
+    async def waited_again() -> bool:
+        history = await baton.store.history(saga_id)
+        return any(entry["what"] == "unpublished" for entry in history)
+
+    assert await eventually(waited_again, what="an unpublished timeout")
+    state = await baton.state(saga_id)
+    assert state.waiting is not None
+    assert state.waiting.attempt == 1
+    outage = False
+    command = await world["payment"].next()  # the sweeper publishes it once the broker is back
+    assert command.envelope.attempt == 1
+    await world["payment"].reply(command, SUCCESS["payment"])
+    assert (await world["risk"].next()).envelope.saga_id == saga_id  # and it moved on
 
 
 async def test_same_key_different_payment_is_dead_lettered(
