@@ -21,6 +21,9 @@ from orchestrator.catalog import Catalog
 from orchestrator.definition import Action
 
 REF = "#/components/schemas/{model}"
+# What a participant must do with these messages: the document describes shapes, not behaviour.
+PROTOCOL_DOC = "docs/protocol.md"
+PROTOCOL_VERSION = "2"
 
 _HEADERS: dict[str, Any] = {
     "type": "object",
@@ -117,7 +120,14 @@ def asyncapi(catalog: Catalog, topology: Topology) -> dict[str, Any]:
         "info": {
             "title": "Baton",
             "version": "1",
-            "description": "Saga orchestration over RabbitMQ: commands, replies, lifecycle events.",
+            "description": (
+                "Saga orchestration over RabbitMQ: commands, replies, lifecycle events. "
+                f"Participants follow the participant protocol v{PROTOCOL_VERSION} "
+                f"({PROTOCOL_DOC}): effect ids, final outcomes, leases, tombstones, expiry, "
+                "dead letters."
+            ),
+            # externalDocs would need an absolute URL; the repository path is all we know.
+            "x-baton-protocol": {"version": PROTOCOL_VERSION, "document": PROTOCOL_DOC},
         },
         "defaultContentType": "application/json",
         "channels": channels,

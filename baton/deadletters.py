@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -10,6 +11,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import envelope as env
 from contracts.topology import Topology
 from messaging.amqp import Broker, wire_of
+from messaging.dead_marks import identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,7 @@ class DeadLetter:
     source_queue: str
     reason: str
     size: int
+    identity: str = ""  # message id, or a hash of body and headers: repeats share it
 
     def row(self) -> dict[str, Any]:
         return {
@@ -59,7 +62,13 @@ def describe(message: AbstractIncomingMessage, default_source: str) -> DeadLette
         source_queue=_text(headers, env.H_SOURCE_QUEUE) or default_source,
         reason=_text(headers, env.H_REASON) or "rejected by the broker",
         size=len(message.body),
+        identity=identity(wire_of(message)),
     )
+
+
+def distinct(letters: Iterable[DeadLetter]) -> int:
+    """How many different messages the letters are: a message copied twice counts once."""
+    return len({letter.identity for letter in letters})
 
 
 def _source_of(topology: Topology, dead_queue: str) -> str:
@@ -83,12 +92,19 @@ async def peek(broker: Broker, dead_queue: str, limit: int) -> list[DeadLetter]:
         await channel.close()  # unacked messages go back to the dead-letter queue
 
 
+async def census(broker: Broker, dead_queue: str) -> tuple[int, int]:
+    """Messages in a dead-letter queue and how many distinct ones among them (none removed)."""
+    letters = await peek(broker, dead_queue, await broker.queue_depth(dead_queue))
+    return len(letters), distinct(letters)
+
+
 async def replay(broker: Broker, dead_queue: str, limit: int) -> int:
     """Republish up to ``limit`` dead letters to their source queue, then ack each one.
 
     The reason headers are removed so a replayed message is judged afresh; one that is
-    still bad simply comes back with a new reason. Nothing is lost between the two queues:
-    the copy is confirmed before the original is acked.
+    still bad simply comes back with a new reason. Its dead-letter mark is cleared first,
+    so even a redelivery of the replayed message is copied again. Nothing is lost between
+    the two queues: the copy is confirmed before the original is acked.
     """
     channel = await broker.connection.channel()
     moved = 0
@@ -103,9 +119,10 @@ async def replay(broker: Broker, dead_queue: str, limit: int) -> int:
             headers = {
                 k: v for k, v in wire.headers.items() if k not in (env.H_REASON, env.H_SOURCE_QUEUE)
             }
-            await broker.publish(
-                replace(wire, headers=headers), exchange="", routing_key=letter.source_queue
-            )
+            again = replace(wire, headers=headers)
+            if broker.dead_marks is not None:
+                await broker.dead_marks.forget(letter.source_queue, again)
+            await broker.publish(again, exchange="", routing_key=letter.source_queue)
             await message.ack()
             moved += 1
     finally:

@@ -1,8 +1,10 @@
 """``baton demo``: the payment saga end to end, as real processes, with a live summary.
 
 It starts one orchestrator and the four participants as OS processes under a namespace
-of its own, seeds accounts, sends a stream of payments of which a share is crafted to fail
-at each of the four steps, shows progress, then checks the books and prints a summary.
+of its own (always a fresh one, under the configured namespace, so that removing it at the
+end touches nothing else), seeds accounts, sends a stream of payments of which a share is
+crafted to fail at each of the four steps, shows progress, then checks the books and prints
+a summary.
 """
 
 from __future__ import annotations
@@ -121,9 +123,14 @@ async def _seed(settings: Settings, options: DemoOptions) -> DemoWorld:
         await client.aclose()
 
 
+def demo_namespace(base: str) -> str:
+    """A fresh namespace under ``base``: the demo removes only what it created."""
+    return f"{base}demo-{uuid4().hex[:12]}."
+
+
 async def run_demo(base: Settings, options: DemoOptions) -> int:
-    namespace = base.namespace or f"demo-{uuid4().hex[:8]}."
-    settings = base.model_copy(update={"namespace": namespace})
+    settings = base.model_copy(update={"namespace": demo_namespace(base.namespace)})
+    namespace = settings.namespace
     env = {
         "BATON_NAMESPACE": namespace,
         "BATON_RABBIT__URL": str(settings.rabbit.url),

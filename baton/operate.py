@@ -217,13 +217,36 @@ async def saga_outcomes(settings: Settings) -> dict[str, str]:
     return outcomes
 
 
+async def _statuses(settings: Settings, saga_ids: list[str]) -> dict[str, str]:
+    """saga id -> status for those of ``saga_ids`` the store holds now."""
+    found: dict[str, str] = {}
+    async with open_store(settings) as store:
+        for saga_id in saga_ids:
+            state = await store.load(saga_id)
+            if state is not None:
+                found[saga_id] = state.status.value
+    return found
+
+
 async def books(settings: Settings, as_json: bool) -> int:
+    """Check the books; a hold still held by a saga that is not in progress is reported.
+
+    That covers every status, not only completed and compensated: a failed or aborted saga
+    (``baton abort --no-compensate``) and a saga the store no longer knows leave money
+    stuck until an operator acts.
+    """
     from participants.payments import Ledger  # noqa: PLC0415 - composition root
+    from participants.payments.books import UNKNOWN  # noqa: PLC0415 - composition root
 
     outcomes = await saga_outcomes(settings)
     client = aioredis.Redis.from_url(str(settings.redis.url))
     try:
-        report = await Ledger(client, settings.namespace).check_books(outcomes)
+        ledger = Ledger(client, settings.namespace)
+        report = await ledger.check_books(outcomes)
+        unknown = report.holds_left_by_status.get(UNKNOWN, [])
+        if unknown:  # perhaps started after the statuses were read: look again before judging
+            outcomes.update(await _statuses(settings, unknown))
+            report = await ledger.check_books(outcomes)
     finally:
         await client.aclose()
     if as_json:

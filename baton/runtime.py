@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from messaging.amqp import Broker
+from messaging.dead_marks import RedisDeadLetterMarks
 from messaging.settings import Settings
 from orchestrator.catalog import Catalog
 from orchestrator.chaos import CrashPoints
@@ -27,18 +28,28 @@ def load_catalog(settings: Settings) -> Catalog:
 
 @asynccontextmanager
 async def open_broker(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterator[Broker]:
-    """Operator commands fail fast (``wait_s`` 0); daemons wait for a restarting broker."""
-    broker = await Broker.connect(
-        str(settings.rabbit.url),
-        settings.topology,
-        prefetch=settings.rabbit.prefetch,
-        queue_type=settings.rabbit.queue_type,
-        wait_s=wait_s,
-    )
+    """Operator commands fail fast (``wait_s`` 0); daemons wait for a restarting broker.
+
+    The broker gets the deployment's dead-letter marks, so an orchestrator copies a
+    redelivered dead letter once and ``baton dlq replay`` clears the mark of what it replays.
+    Redis is only asked when one of those happens: commands that do neither never touch it.
+    """
+    redis = aioredis.Redis.from_url(str(settings.redis.url))
     try:
-        yield broker
+        broker = await Broker.connect(
+            str(settings.rabbit.url),
+            settings.topology,
+            prefetch=settings.rabbit.prefetch,
+            queue_type=settings.rabbit.queue_type,
+            wait_s=wait_s,
+            dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
+        )
+        try:
+            yield broker
+        finally:
+            await broker.close()
     finally:
-        await broker.close()
+        await redis.aclose()
 
 
 @asynccontextmanager
@@ -102,7 +113,14 @@ async def wait_for_consumers(
 
 
 async def remove_namespace(settings: Settings, broker: Broker) -> None:
-    """Delete a run's queues, exchanges and keys: shared services stay as they were."""
+    """Delete a run's queues, exchanges and keys: shared services stay as they were.
+
+    Only for a namespace the caller created (the demo's, the bench's): everything under its
+    prefix goes. The separator it ends in keeps other namespaces out of the prefix; an empty
+    namespace (the whole Redis) is refused.
+    """
+    if not settings.namespace:
+        raise ValueError("refusing to remove the empty namespace: it is every key in Redis")
     t = broker.topology
     await broker.delete(t.all_queues(PARTICIPANTS), t.exchanges)
     client = aioredis.Redis.from_url(str(settings.redis.url))

@@ -26,10 +26,12 @@ from contracts import envelope as env
 from contracts.topology import Topology
 from messaging.coalesce import coalesce_frame_writes
 from messaging.codec import Wire
+from messaging.dead_marks import DeadLetterMarks
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+REQUEUE_DELAY_S = 0.5  # before a message that could not be dead-lettered goes back
 
 
 def wire_of(message: AbstractIncomingMessage) -> Wire:
@@ -55,6 +57,13 @@ def _properties(wire: Wire) -> aiormq.spec.Basic.Properties:
         reply_to=wire.reply_to,
         message_type=wire.kind,
     )
+
+
+async def _requeue(message: AbstractIncomingMessage) -> None:
+    """Hand a message back to its queue after a pause, so a failing dependency is not spun on."""
+    await asyncio.sleep(REQUEUE_DELAY_S)
+    with suppress(Exception):  # a dead channel redelivers the message by itself
+        await message.nack(requeue=True)
 
 
 async def _first_connection(url: str, wait_s: float) -> AbstractRobustConnection:
@@ -87,6 +96,7 @@ class Broker:
         *,
         prefetch: int,
         queue_type: str,
+        dead_marks: DeadLetterMarks | None = None,
     ) -> None:
         self._connection = connection
         self._publisher = publisher
@@ -95,6 +105,8 @@ class Broker:
         self.topology = topology
         self._prefetch = prefetch
         self._queue_type = queue_type
+        # Without marks (tools, tests without Redis) a redelivered dead letter is copied again.
+        self.dead_marks = dead_marks
 
     @classmethod
     async def connect(
@@ -105,16 +117,21 @@ class Broker:
         prefetch: int = 64,
         queue_type: str = "classic",
         wait_s: float = 0.0,
+        dead_marks: DeadLetterMarks | None = None,
     ) -> Broker:
         """Connect; a long-running process passes ``wait_s`` to outlast a broker restart.
 
         Once connected, aio-pika's robust connection reconnects by itself; only the first
-        connection needs this patience.
+        connection needs this patience. ``dead_marks`` keeps a redelivered dead letter
+        from being copied twice.
         """
         coalesce_frame_writes()
         connection = await _first_connection(url, wait_s)
         publisher = await connection.channel(publisher_confirms=True)
-        return cls(connection, publisher, topology, prefetch=prefetch, queue_type=queue_type)
+        return cls(
+            connection, publisher, topology,
+            prefetch=prefetch, queue_type=queue_type, dead_marks=dead_marks,
+        )  # fmt: skip
 
     async def close(self) -> None:
         """Close everything; messages still unacked go back to their queues."""
@@ -202,11 +219,34 @@ class Broker:
     async def dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.
 
-        When the copy cannot be published (the broker is going away) the original goes back
-        to its queue, to be judged again and dead-lettered with its reason once the broker is
-        back: rejecting it would keep it too, but without the reason.
+        A redelivery of a message already copied (its ack was lost to a broker restart) is
+        acked without a second copy, when the broker has dead-letter marks to tell. When the
+        copy cannot be published (the broker is going away), or the marks cannot be read, the
+        original goes back to its queue, to be judged again and dead-lettered with its reason
+        later: rejecting it would keep it too, but without the reason.
         """
         original = wire_of(message)
+        try:
+            copied = bool(message.redelivered) and await self._copied(queue, original)
+        except Exception:
+            log.warning("dead_letter_marks_unreachable", queue=queue, exc_info=True)
+            await _requeue(message)
+            return
+        if copied:
+            log.info("dead_letter_already_copied", queue=queue, message_id=original.message_id)
+            await message.ack()
+            return
+        if not await self._copy(original, queue, reason):
+            await _requeue(message)
+            return
+        await self._remember(queue, original)
+        await message.ack()
+
+    async def _copied(self, queue: str, wire: Wire) -> bool:
+        return self.dead_marks is not None and await self.dead_marks.copied(queue, wire)
+
+    async def _copy(self, original: Wire, queue: str, reason: str) -> bool:
+        """Publish the copy with its reason headers; False (logged) if it was not confirmed."""
         reasons = {env.H_REASON: reason[:500], env.H_SOURCE_QUEUE: queue}
         wire = replace(original, headers={**original.headers, **reasons})
         try:
@@ -217,11 +257,17 @@ class Broker:
             )
         except Exception:
             log.exception("dead_letter_publish_failed", queue=queue, reason=reason)
-            await asyncio.sleep(0.5)  # back off before the broker redelivers it
-            with suppress(Exception):  # a dead channel redelivers the message by itself
-                await message.nack(requeue=True)
+            return False
+        return True
+
+    async def _remember(self, queue: str, wire: Wire) -> None:
+        """Mark the message copied. A failure only risks a second copy, never a loss."""
+        if self.dead_marks is None:
             return
-        await message.ack()
+        try:
+            await self.dead_marks.remember(queue, wire)
+        except Exception:
+            log.warning("dead_letter_mark_failed", queue=queue, exc_info=True)
 
     # -- consuming -------------------------------------------------------------------------
 

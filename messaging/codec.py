@@ -29,8 +29,6 @@ class Wire:
     content_type: str | None = CONTENT_TYPE
     reply_to: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
-    # Commands expire: the broker drops one still unconsumed after this many milliseconds.
-    expiration_ms: int | None = None
 
 
 def encode(envelope: Envelope, body: Contract) -> Wire:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import AmqpDsn, BaseModel, Field, RedisDsn
+from pydantic import AmqpDsn, BaseModel, Field, RedisDsn, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import Topology
+
+NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]*")  # the characters Settings.namespace may use
 
 
 class RabbitSettings(BaseModel):
@@ -45,11 +48,18 @@ class OrchestratorSettings(BaseModel):
 
 
 class ParticipantSettings(BaseModel):
+    """A participant worker's protocol timings and its fault injection (off by default)."""
+
     fail_rate: float = Field(default=0.0, ge=0, le=1)  # injected business refusals
     error_rate: float = Field(default=0.0, ge=0, le=1)  # injected transient errors
     crash_rate: float = Field(default=0.0, ge=0, le=1)  # injected hard exits mid-handling
     slow_ms: int = Field(default=0, ge=0)  # injected latency per command
-    inbox_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)
+    inbox_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)  # outcomes and tombstones
+    # One delivery at a time per effect: its lease, renewed every lease_s/3 while it runs.
+    lease_s: float = Field(default=10.0, gt=0)
+    # An infrastructure error holds the delivery this long (uniform jitter), then requeues it.
+    redeliver_min_s: float = Field(default=0.5, ge=0)
+    redeliver_max_s: float = Field(default=2.0, ge=0)
     # Reply chaos (fault tests): lost, repeated and late replies, after the inbox stored them.
     reply_drop_rate: float = Field(default=0.0, ge=0, le=1)
     reply_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
@@ -69,7 +79,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BATON_", env_nested_delimiter="__", frozen=True)
 
-    namespace: str = Field(default="", max_length=100)  # prefixes queue names and Redis keys
+    namespace: str = Field(default="", max_length=100)
+    """Prefixes every queue, exchange and Redis key of the deployment: empty, or ending in ``.``.
+
+    The separator is required so that a namespace is never the prefix of another one's
+    names (``prod`` would own ``production…``): clean-ups delete by prefix. Only letters,
+    digits and ``- _ . :`` are allowed, so a prefix is never a glob pattern or a hash tag.
+    """
     rabbit: RabbitSettings = RabbitSettings()
     redis: RedisSettings = RedisSettings()
     log: LogSettings = LogSettings()
@@ -77,6 +93,21 @@ class Settings(BaseSettings):
     orchestrator: OrchestratorSettings = OrchestratorSettings()
     participant: ParticipantSettings = ParticipantSettings()
     chaos: ChaosSettings = ChaosSettings()
+
+    @field_validator("namespace")
+    @classmethod
+    def _separated(cls, value: str) -> str:
+        if not NAMESPACE.fullmatch(value):
+            raise ValueError(
+                f"namespace {value!r} may use only letters, digits and - _ . :"
+                " (so that it is never a glob pattern or a Redis hash tag)"
+            )
+        if value and not value.endswith("."):
+            raise ValueError(
+                f"namespace {value!r} must be empty or end in '.': set {value.rstrip(':') + '.'!r}"
+                " (without a separator it would be the prefix of other namespaces' names)"
+            )
+        return value
 
     @property
     def topology(self) -> Topology:

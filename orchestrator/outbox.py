@@ -38,7 +38,6 @@ class OutboxEntry:
                 "correlation_id": self.wire.correlation_id,
                 "reply_to": self.wire.reply_to,
                 "headers": dict(self.wire.headers),
-                "expiration_ms": self.wire.expiration_ms,
             },
             separators=(",", ":"),
         )
@@ -53,7 +52,6 @@ class OutboxEntry:
             correlation_id=data["correlation_id"],
             reply_to=data["reply_to"],
             headers=data["headers"],
-            expiration_ms=data.get("expiration_ms"),
         )
         return cls(data["id"], data["saga_id"], data["exchange"], data["routing_key"], wire)
 
@@ -92,17 +90,9 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
     model = contract_for(effect.kind)
     assert model is not None  # the engine validated the body against this contract
     body = json.dumps(effect.body, separators=(",", ":")).encode()
-    # Unconsumed by its deadline it is dropped by RabbitMQ: a retry never queues behind a
-    # pile of stale copies of itself (at most one command per step is outstanding).
-    expiration_ms = max(1, round((effect.deadline - state.updated_at) * 1000))
-    wire = Wire(
-        body,
-        effect.kind,
-        envelope.message_id,
-        state.saga_id,
-        headers=envelope.headers(),
-        expiration_ms=expiration_ms,
-    )
+    # Past its x-baton-deadline a participant drops it unhandled (docs/protocol.md): AMQP
+    # expiration would have the command queue's dead-letter exchange collect every one.
+    wire = Wire(body, effect.kind, envelope.message_id, state.saga_id, headers=envelope.headers())
     return OutboxEntry(
         envelope.message_id,
         state.saga_id,

@@ -8,10 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-# Final saga statuses the books are checked against; other statuses (running, failed) are
-# still owed work by an operator and are not judged.
+# Saga statuses the books are checked against.
 COMPLETED = "completed"
 COMPENSATED = "compensated"
+# A saga in one of these may still void or capture its hold. Any other status (completed,
+# compensated, failed, aborted, or none: unknown or expired) never will by itself, so a
+# hold of such a saga still ``held`` is money stuck until an operator acts.
+IN_PROGRESS = frozenset({"running", "compensating"})
+UNKNOWN = "unknown"  # the status reported for a saga missing from the outcomes
 
 
 class Balance(BaseModel):
@@ -60,7 +64,8 @@ class BooksReport(BaseModel):
 
     balanced: bool
     imbalance: dict[str, int]  # currency -> (money found - money seeded), only where != 0
-    holds_left: list[str]
+    holds_left: list[str]  # sagas not in progress that still have a hold ``held``
+    holds_left_by_status: dict[str, list[str]] = {}  # the same sagas by status ("unknown")
     double_captures: list[str]
     completed_not_captured: list[str]
     compensated_but_captured: list[str]
@@ -98,21 +103,26 @@ def _captured_exactly(books: Books, saga_id: str) -> bool:
     return hold is not None and hold.status == "captured" and hold.amount == captures[0].amount
 
 
+def held_by_status(books: Books, outcomes: Mapping[str, str]) -> dict[str, list[str]]:
+    """Sagas not in progress whose hold is still ``held``, by status (``unknown`` if none)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for hold in books.holds.values():
+        status = outcomes.get(hold.saga_id, UNKNOWN)
+        if hold.status == "held" and status not in IN_PROGRESS:
+            found[status].add(hold.saga_id)
+    return {status: sorted(sagas) for status, sagas in sorted(found.items())}
+
+
 def audit(books: Books, outcomes: Mapping[str, str]) -> BooksReport:
-    """Check the books against each saga's final status (saga id -> status)."""
-    finished = {s for s, status in outcomes.items() if status in (COMPLETED, COMPENSATED)}
+    """Check the books against each saga's status (saga id -> status; missing: unknown)."""
     captured = {c.saga_id for c in books.captures.values()}
     diff = imbalance(books)
+    left = held_by_status(books, outcomes)
     return BooksReport(
         balanced=not diff,
         imbalance=diff,
-        holds_left=sorted(
-            {
-                h.saga_id
-                for h in books.holds.values()
-                if h.status == "held" and h.saga_id in finished
-            }
-        ),
+        holds_left=sorted({s for sagas in left.values() for s in sagas}),
+        holds_left_by_status=left,
         double_captures=sorted(s for s, n in books.captures_per_saga.items() if n > 1),
         completed_not_captured=sorted(
             s for s, st in outcomes.items() if st == COMPLETED and not _captured_exactly(books, s)

@@ -2,7 +2,9 @@
 
 It models the card network; the authorization and transaction services are its clients.
 Every change is one Lua script (see ``scripts``), idempotent by effect id and atomic
-against the void marker that a compensation leaves when it runs before its command.
+against the void marker that a compensation leaves when it runs before its command. An
+effect id has one outcome: a refused authorize or capture is recorded (status ``refused``,
+kept ``marker_ttl_s``, never indexed, so the books never count it) and repeated as is.
 """
 
 from __future__ import annotations
@@ -104,7 +106,10 @@ class Ledger:
         self._seed = redis.register_script(scripts.SEED)
 
     async def authorize(self, effect_id: str, saga_id: str, account: str, amount: Money) -> str:
-        """Move ``amount`` from the account into a hold; returns the hold id."""
+        """Move ``amount`` from the account into a hold; returns the hold id.
+
+        A refusal is recorded for the effect id: repeating it gets the same refusal.
+        """
         k, hold_id = self.keys, derive_id("hold", effect_id)
         keys = [k.hold(hold_id), k.void_marker(effect_id), k.account(account), k.index("holds")]
         args: list[str | int] = [
@@ -114,6 +119,7 @@ class Ledger:
             account,
             amount.minor,
             amount.currency,
+            self._marker_ttl_s,
         ]
         _outcome(await self._authorize(keys=keys, args=args))
         return hold_id
@@ -121,8 +127,8 @@ class Ledger:
     async def void(self, forward_effect_id: str) -> bool:
         """Release the hold of ``forward_effect_id``; True only if money went back just now.
 
-        With no hold yet, leave a marker so a late authorize is refused. A captured hold
-        is never released.
+        With no hold yet (or a refused one), leave a marker so a late authorize is refused.
+        A captured hold is never released.
         """
         k, hold_id = self.keys, derive_id("hold", forward_effect_id)
         while True:
@@ -135,7 +141,10 @@ class Ledger:
     async def capture(
         self, effect_id: str, saga_id: str, hold_id: str, merchant: str, amount: Money
     ) -> str:
-        """Move a held amount to the merchant; returns the capture id (the same on repeats)."""
+        """Move a held amount to the merchant; returns the capture id (the same on repeats).
+
+        A refusal is recorded for the effect id: repeating it gets the same refusal.
+        """
         k, capture_id = self.keys, derive_id("cap", effect_id)
         keys = [
             k.capture(capture_id), k.hold(hold_id), k.merchant(merchant),
@@ -148,6 +157,7 @@ class Ledger:
             merchant,
             amount.minor,
             amount.currency,
+            self._marker_ttl_s,
         ]
         _outcome(await self._capture(keys=keys, args=args))
         return capture_id

@@ -5,7 +5,8 @@ not ``tok_`` plus 8-64 letters and digits, or a body of 12-19 digits only (a car
 pasted where a vault token belongs). A merchant whose PCI status is not ``compliant``
 (unknown merchants included) is refused with ``merchant_not_compliant``. Approval issues an
 attestation, idempotent by effect id; ``RevokeAttestation`` withdraws it, and when it runs
-first the late check is refused.
+first the late check is refused. A refusal is recorded under the effect id as well, so one
+effect id never gets both an attestation and a refusal, even when two deliveries race.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -73,6 +75,14 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _answer(result: list[Any]) -> str:
+    """The attestation id of an ``{'ok', id}`` answer; ``{'err', reason}`` raises."""
+    status, value = (_text(v) or "" for v in result)
+    if status == "err":
+        raise StepRejected(value or "cancelled")
+    return value
+
+
 class PciService:
     """Checks tokens and merchants, and keeps the attestations it issued."""
 
@@ -80,6 +90,7 @@ class PciService:
         self._redis = redis
         self.keys = PciKeys(namespace)
         self._issue = redis.register_script(scripts.ISSUE_ATTESTATION)
+        self._refuse = redis.register_script(scripts.REFUSE_ATTESTATION)
         self._revoke = redis.register_script(scripts.REVOKE_ATTESTATION)
 
     @handles(CheckCompliance)
@@ -87,18 +98,24 @@ class PciService:
         key = self.keys.attestation(ctx.effect_id)
         if await self._redis.exists(key):  # answered before, or revoked first
             return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
+        try:
+            await self._judge(cmd)
+        except StepRejected as exc:  # recorded, unless a racing check answered first
+            result = await self._refuse(keys=[key], args=[exc.reason])
+        else:
+            return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
+        return ComplianceApproved(attestation_id=_answer(result))
+
+    async def _judge(self, cmd: CheckCompliance) -> None:
+        """Refuse a bad token or a non-compliant merchant."""
         token = fingerprint(cmd.card_token)
         revoked = await self._redis.sismember(self.keys.revoked_tokens, token)
         check_token(cmd.card_token, revoked=bool(revoked))
         check_merchant(_text(await self._redis.get(self.keys.merchant(cmd.merchant_id))))
-        return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
 
     async def _issue_once(self, key: str, ctx: MessageContext, cmd: CheckCompliance) -> str:
         args = [derive_id("att", ctx.effect_id), ctx.saga_id, cmd.merchant_id]
-        status, value = await self._issue(keys=[key], args=args)
-        if _text(status) == "err":
-            raise StepRejected(_text(value) or "cancelled")
-        return _text(value) or ""
+        return _answer(await self._issue(keys=[key], args=args))
 
     @handles(RevokeAttestation)
     async def revoke(self, cmd: RevokeAttestation, ctx: MessageContext) -> AttestationRevoked:

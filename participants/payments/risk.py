@@ -13,7 +13,9 @@ would convert currencies; this one keeps one exposure window per account and cur
 So one payment of 5,000 or more on an account that already spent 2,000 within the hour
 is refused, as is one of 1,000-4,999 once hourly spend reaches 10,000.
 ``ReleaseRiskExposure`` takes the saga's payment back out of the window. Both are
-idempotent by effect id; a release that runs first makes the late assessment refuse.
+idempotent by effect id; a release that runs first makes the late assessment refuse. A
+refusal is recorded under the effect id too, so a repeat never scores again: one outcome per
+effect id even when two deliveries of it race (the first one stored stands).
 The window is read before the atomic commit, so two payments of one account assessed at
 the same instant may each miss the other: exposure is advisory, never money.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -92,6 +95,23 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _previous(status: str, stored: list[Any]) -> list[Any]:
+    """A stored assessment as the scripts answer it."""
+    score_, reason, detail = stored
+    if status == "assessed":
+        return ["ok", score_]
+    if status == "refused":
+        return ["err", reason or "", detail or ""]
+    return ["err", "cancelled", ""]  # released before it was assessed
+
+
+def _answer(result: list[Any]) -> int:
+    """The score of an ``{'ok', score}`` answer; ``{'err', reason, detail}`` raises."""
+    if _text(result[0]) == "err":
+        raise StepRejected(_text(result[1]), _text(result[2]))
+    return int(result[1])
+
+
 class RiskService:
     """Scores payments against the rules and an exposure window kept in Redis."""
 
@@ -108,30 +128,29 @@ class RiskService:
         self.rules = rules or RiskRules()
         self._clock = clock
         self._commit = redis.register_script(scripts.COMMIT_RISK)
+        self._refuse = redis.register_script(scripts.REFUSE_RISK)
         self._release = redis.register_script(scripts.RELEASE_RISK)
 
     @handles(AssessRisk)
     async def assess(self, cmd: AssessRisk, ctx: MessageContext) -> RiskAssessed:
         key = self.keys.assessment(ctx.effect_id)
-        status, stored = await self._redis.hmget(key, ["status", "score"])
+        status, *stored = await self._redis.hmget(key, ["status", "score", "reason", "detail"])
         if status is not None:  # answered before (or released first): never re-score
-            return RiskAssessed(score=self._stored(status, stored))
+            return RiskAssessed(score=_answer(_previous(_text(status), stored)))
         exposure_key = self.keys.exposure(cmd.account_id, cmd.amount.currency)
         now = self._clock()
         blocked = bool(await self._redis.sismember(self.keys.blocklist, cmd.account_id))
         value = score(cmd.amount, await self._spent(exposure_key, now), blocked=blocked,
                       rules=self.rules)  # fmt: skip
-        judge(value, self.rules)
-        member = f"{cmd.amount.minor}:{ctx.effect_id}"
-        args: list[str | float] = [value, member, now, now - self.rules.window_s]
-        result = await self._commit(keys=[key, exposure_key], args=args)
-        return RiskAssessed(score=self._stored(result[0], result[1]))
-
-    @staticmethod
-    def _stored(status: bytes | str, stored: bytes | str | None) -> int:
-        if _text(status) in ("err", "released"):
-            raise StepRejected("cancelled")
-        return int(stored or 0)
+        try:
+            judge(value, self.rules)
+        except StepRejected as exc:  # recorded, unless a racing assessment answered first
+            result = await self._refuse(keys=[key], args=[exc.reason, exc.detail])
+        else:
+            member = f"{cmd.amount.minor}:{ctx.effect_id}"
+            args: list[str | float] = [value, member, now, now - self.rules.window_s]
+            result = await self._commit(keys=[key, exposure_key], args=args)
+        return RiskAssessed(score=_answer(result))
 
     async def _spent(self, exposure_key: str, now: float) -> int:
         """The account's spend inside the window, in minor units."""

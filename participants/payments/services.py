@@ -10,6 +10,7 @@ import structlog
 from redis.asyncio import Redis
 
 from messaging.amqp import Broker
+from messaging.dead_marks import RedisDeadLetterMarks
 from messaging.health import broker_ready, redis_ready, serving
 from messaging.settings import Settings
 from participants.payments.authorization import authorization_handlers
@@ -58,6 +59,7 @@ async def run_participant(
             str(settings.rabbit.url), settings.topology,
             prefetch=settings.rabbit.prefetch, queue_type=settings.rabbit.queue_type,
             wait_s=settings.rabbit.connect_wait_s,
+            dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
         )  # fmt: skip
         try:
             await _declare(broker, name, stop)

@@ -2,22 +2,49 @@
 
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handler, Handlers, MessageContext, handles
-from participants.sdk.inbox import Inbox, inbox_key, tomb_key
+from participants.sdk.inbox import Claim, ClaimStatus, Held, Inbox, held
+from participants.sdk.keys import InboxKeys
+from participants.sdk.memory_inbox import MemoryInbox
 from participants.sdk.metrics import NoMetrics, PrometheusWorkerMetrics, WorkerMetrics
-from participants.sdk.worker import Outcome, Worker
+from participants.sdk.protocol import (
+    Accepted,
+    DeadLetter,
+    Drop,
+    Outcome,
+    Publish,
+    Redeliver,
+    Responder,
+    Verdict,
+    accept,
+)
+from participants.sdk.redis_inbox import RedisInbox
+from participants.sdk.worker import Worker
 
 __all__ = [
+    "Accepted",
     "Chaos",
+    "Claim",
+    "ClaimStatus",
+    "DeadLetter",
+    "Drop",
     "Handler",
     "Handlers",
+    "Held",
     "Inbox",
+    "InboxKeys",
+    "MemoryInbox",
     "MessageContext",
     "NoMetrics",
     "Outcome",
     "PrometheusWorkerMetrics",
+    "Publish",
+    "Redeliver",
+    "RedisInbox",
+    "Responder",
+    "Verdict",
     "Worker",
     "WorkerMetrics",
+    "accept",
     "handles",
-    "inbox_key",
-    "tomb_key",
+    "held",
 ]

@@ -77,10 +77,13 @@ class Route:
 class Handlers:
     """A participant's handlers, looked up by the command's KIND.
 
-    The SDK contract: a handler must be idempotent by ``ctx.effect_id``. The worker stores
-    the reply in its inbox only *after* the handler returns, so a crash in between runs the
-    handler again for the same effect. Raise ``StepRejected`` for a business refusal (and
-    change nothing); any other exception is a technical failure and the step is retried.
+    The SDK contract: a handler must be idempotent by ``ctx.effect_id``. The worker never
+    runs two deliveries of one effect (nor a compensation and the command it undoes) at the
+    same time, but it records the outcome only *after* the handler returns, so a crash in
+    between runs the handler again for the same effect. Raise ``StepRejected`` for a
+    business refusal (and change nothing); ``TransientError`` (or a Redis connection error)
+    for an infrastructure hiccup: the command is redelivered, unanswered. Any other
+    exception is a bug, answered as a retriable ``internal_error``.
     """
 
     def __init__(self) -> None:

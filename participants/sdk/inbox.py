@@ -1,68 +1,169 @@
-"""The participant's memory of what it already answered, and of what was cancelled first."""
+"""The inbox port: one final outcome per effect id, and one delivery at a time per subject.
+
+A *claim* answers, atomically, what a delivery may do with its effect id (protocol §3):
+answer a stored ``outcome`` again, answer ``cancelled`` (a forward effect whose compensation
+already ran), wait because another delivery is ``busy`` with the same subject, or go ahead
+(``granted``, with a fencing token). The lease is held on the *subject*: the effect id of a
+forward command, the ``compensates`` id of a compensation, so an undo never runs alongside
+the command it undoes. ``record`` stores the outcome (the first one stored wins) and ends
+the lease in one step. ``held`` wraps all of it for the worker: wait while busy, renew the
+lease while the handler runs, release it if nothing was recorded.
+
+Implementations: ``RedisInbox`` (Lua scripts) and ``MemoryInbox`` (tests, simulations);
+both pass ``tests/unit/test_inbox_contract.py``.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
 
-from redis.asyncio import Redis
+import structlog
 
-from contracts.base import Reply
-from contracts.registry import contract_for
+from contracts.base import Reply, StepFailed
 
+log = structlog.get_logger(__name__)
 
-def inbox_key(namespace: str, participant: str, effect_id: str) -> str:
-    return f"{namespace}participant:{participant}:inbox:{effect_id}"
-
-
-def tomb_key(namespace: str, participant: str, effect_id: str) -> str:
-    return f"{namespace}participant:{participant}:tomb:{effect_id}"
-
-
-def _dumps(reply: Reply) -> str:
-    return json.dumps({"kind": reply.KIND, "body": reply.model_dump(mode="json")})
+CANCELLED = StepFailed(reason="cancelled", retriable=False)  # a forward effect undone first
+FIRST_POLL_S = 0.05  # a busy subject is polled after 50 ms, doubling ...
+MAX_POLL_S = 1.0  # ... up to once a second
 
 
-def _loads(raw: bytes | str) -> Reply:
-    data = json.loads(raw)
-    model = contract_for(data["kind"])
-    if model is None or not issubclass(model, Reply):
-        raise ValueError(f"inbox holds an unknown reply kind {data['kind']!r}")
-    return model.model_validate(data["body"])
+class ClaimStatus(StrEnum):
+    """What a delivery may do with its effect id."""
+
+    GRANTED = "granted"
+    OUTCOME = "outcome"
+    CANCELLED = "cancelled"
+    BUSY = "busy"
 
 
-class Inbox:
-    """Replies stored by effect id, and tombstones for forward effects compensated first."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim's answer, and what ``record``/``renew``/``release`` need to act on it."""
 
-    def __init__(self, redis: Redis, namespace: str, participant: str, *, ttl_s: int) -> None:
-        self._redis = redis
-        self._namespace = namespace
-        self._participant = participant
-        self._ttl_s = ttl_s
+    status: ClaimStatus
+    effect_id: str
+    subject: str
+    compensates: str = ""
+    outcome: Reply | None = None  # OUTCOME and CANCELLED: the stored final outcome
+    token: str = ""  # GRANTED: the fencing token that holds the lease
+    retry_after_s: float = 0.0  # BUSY: how long the current holder's lease still runs
 
-    async def lookup(self, effect_id: str, *, forward: bool) -> tuple[Reply | None, bool]:
-        """The stored reply for ``effect_id`` and, for a forward command, whether a compensation
-        already ran (cancel-before-execute): one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(inbox_key(self._namespace, self._participant, effect_id))
-            if forward:
-                pipe.exists(tomb_key(self._namespace, self._participant, effect_id))
-            found: list[Any] = await pipe.execute()
-        raw = found[0]
-        return (None if raw is None else _loads(raw)), forward and bool(found[1])
+    @property
+    def busy(self) -> bool:
+        return self.status is ClaimStatus.BUSY
 
-    async def remember(self, effect_id: str, reply: Reply) -> Reply:
-        """Store ``reply`` unless one is stored already; return the one that stays.
 
-        Two deliveries of one effect racing each other both get the first stored answer.
+def subject_of(effect_id: str, compensates: str) -> str:
+    """The id a lease is held on: a compensation shares its forward command's."""
+    return compensates or effect_id
+
+
+class Inbox(Protocol):
+    """A participant's memory of final outcomes, tombstones and leases."""
+
+    async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
+        """Answer one of outcome / cancelled / busy / granted, atomically (one round trip).
+
+        ``cancelled`` also stores the refusal, so it is this effect id's final outcome.
         """
-        key = inbox_key(self._namespace, self._participant, effect_id)
-        if await self._redis.set(key, _dumps(reply), ex=self._ttl_s, nx=True):
-            return reply
-        stored = await self._redis.get(key)
-        return reply if stored is None else _loads(stored)
+        ...
 
-    async def bury(self, forward_effect_id: str) -> None:
-        """Leave a tombstone so a late forward command for this effect is refused."""
-        key = tomb_key(self._namespace, self._participant, forward_effect_id)
-        await self._redis.set(key, "1", ex=self._ttl_s)
+    async def renew(self, claim: Claim, *, lease_s: float) -> bool:
+        """Extend a granted lease; False when the token no longer holds it."""
+        ...
+
+    async def record(self, claim: Claim, outcome: Reply, *, bury: bool = False) -> Reply:
+        """Store ``outcome`` unless one is stored already, and end the lease if still ours.
+
+        Returns the outcome that stays (the stored one wins). ``bury`` also leaves the
+        tombstone of ``claim.compensates`` (a compensation that ran).
+        """
+        ...
+
+    async def release(self, claim: Claim) -> None:
+        """End the lease without recording anything, if the token still holds it."""
+        ...
+
+    async def stored(self, effect_id: str) -> Reply | None:
+        """The final outcome stored for ``effect_id``, if any (a read, no lease)."""
+        ...
+
+
+class Held:
+    """A claim as the worker holds it; ``record`` ends the lease."""
+
+    def __init__(self, inbox: Inbox, claim: Claim) -> None:
+        self.claim = claim
+        self.recorded = False
+        self._inbox = inbox
+
+    @property
+    def outcome(self) -> Reply | None:
+        return self.claim.outcome
+
+    @property
+    def busy(self) -> bool:
+        return self.claim.busy
+
+    async def record(self, outcome: Reply, *, bury: bool = False) -> Reply:
+        """Store the final outcome with the lease's release; returns the one that stays."""
+        stored = await self._inbox.record(self.claim, outcome, bury=bury)
+        self.recorded = True
+        return stored
+
+
+async def claim_waiting(
+    inbox: Inbox, effect_id: str, *, compensates: str = "", lease_s: float
+) -> Claim:
+    """Claim, polling with backoff while another delivery is busy; give up after ~lease_s."""
+    waited, pause = 0.0, FIRST_POLL_S
+    while True:
+        claim = await inbox.claim(effect_id, compensates=compensates, lease_s=lease_s)
+        if not claim.busy or waited >= lease_s:
+            return claim
+        nap = min(pause, max(claim.retry_after_s, 0.001))  # no later than the lease expires
+        await asyncio.sleep(nap)  # waiting for the other delivery, holding ours
+        waited, pause = waited + nap, min(pause * 2, MAX_POLL_S)
+
+
+async def _heartbeat(inbox: Inbox, claim: Claim, lease_s: float) -> None:
+    """Renew the lease every lease_s/3 so a slow handler keeps it; stop once it is lost."""
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            if not await inbox.renew(claim, lease_s=lease_s):
+                log.warning("lease_lost", subject=claim.subject)
+                return
+        except Exception:  # Redis hiccup: the next beat may get through before expiry
+            log.warning("lease_renew_failed", subject=claim.subject, exc_info=True)
+
+
+@asynccontextmanager
+async def held(
+    inbox: Inbox, effect_id: str, *, compensates: str = "", lease_s: float
+) -> AsyncIterator[Held]:
+    """Claim ``effect_id`` (waiting while busy) and hold it for the block.
+
+    A granted lease is renewed while the block runs and released on the way out unless
+    ``record`` ended it. Errors of the claim itself propagate (infrastructure).
+    """
+    claim = await claim_waiting(inbox, effect_id, compensates=compensates, lease_s=lease_s)
+    holding = Held(inbox, claim)
+    if claim.status is not ClaimStatus.GRANTED:
+        yield holding
+        return
+    beat = asyncio.create_task(_heartbeat(inbox, claim, lease_s))
+    try:
+        yield holding
+    finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)  # our own cancellation still raises
+        if not holding.recorded:
+            with suppress(Exception):  # unreleased, the lease simply expires
+                await inbox.release(claim)

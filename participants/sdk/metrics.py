@@ -27,7 +27,8 @@ class PrometheusWorkerMetrics:
     """Participant metrics on an explicit registry (tests give each worker a fresh one).
 
     ``kind`` is a command contract name and ``outcome`` one of the worker's few outcomes
-    (ok, rejected, error, duplicate, cancelled, dead_letter, publish_failed): both bounded.
+    (``protocol.Outcome``: ok, rejected, error, duplicate, cancelled, expired, retry, busy,
+    dead_letter, publish_failed): both bounded.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from contracts.money import Money
 from messaging.amqp import Broker
 from messaging.settings import Settings
 from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import builtin_definitions
-from participants.payments import DemoWorld, run_participant, seed_demo_world
-from tests.integration.harness import running_baton
+from orchestrator.definition import SagaDefinition, builtin_definitions, parse_definition
+from orchestrator.effects import OperatorAction
+from orchestrator.state import SagaStatus
+from participants.payments import DemoWorld, Ledger, run_participant, seed_demo_world
+from tests.integration.harness import eventually, running_baton
 
 pytestmark = pytest.mark.integration
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
@@ -149,3 +152,49 @@ async def test_start_rejects_bad_money_before_publishing(settings: Settings) -> 
     )
     assert result.code == 2
     assert "more decimals" in result.err
+
+
+def compensations_give_up_at_once() -> SagaDefinition:
+    """The payment saga whose compensations give up after one unanswered attempt."""
+    data = builtin_definitions()[0].model_dump(mode="json")
+    for step in data["steps"]:
+        if step.get("compensation"):
+            step["compensation"]["timeout_s"] = 0.5
+            step["compensation"]["retry"].update(max_attempts=1, give_up_after_s=0)
+    return parse_definition(data)
+
+
+async def test_books_report_every_hold_of_a_saga_not_in_progress(
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    """A saga aborted whose compensation failed, and a saga the store does not know."""
+    world = await seed_demo_world(redis_client, settings.namespace, accounts=4, balance_minor=10**6)
+    ledger = Ledger(redis_client, settings.namespace)
+    stop = asyncio.Event()
+    payment = asyncio.create_task(run_participant("payment", settings, stop))  # risk stays down
+    catalog = Catalog([compensations_give_up_at_once()])
+    async with running_baton(broker, redis_client, settings, catalog) as b:
+        saga_id = await b.start(world.transaction(1))
+
+        async def held() -> bool:
+            holds = (await ledger.snapshot()).holds.values()
+            return any(h.saga_id == saga_id and h.status == "held" for h in holds)
+
+        await eventually(held, what="the payment's hold")
+        stop.set()
+        await payment  # nobody will void the hold
+        await b.orchestrator.apply(saga_id, OperatorAction("abort", actor="test"))
+
+        async def failed() -> bool:
+            return (await b.state(saga_id)).status is SagaStatus.FAILED
+
+        await eventually(failed, what="the compensation to give up")
+    await ledger.authorize("ghost:auth", "ghost", world.accounts[2], Money(minor=5, currency="EUR"))
+
+    books = await baton(settings, "books", "--json")
+    assert books.code == 1, books.out
+    report = books.json()
+    assert report["ok"] is False
+    assert report["holds_left"] == sorted([saga_id, "ghost"])
+    assert report["holds_left_by_status"] == {"failed": [saga_id], "unknown": ["ghost"]}
+    assert report["balanced"] is True, "a held amount is still money on the books"

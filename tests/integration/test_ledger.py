@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -175,3 +177,69 @@ async def test_books_flag_outcomes_that_disagree_with_captures(ledger: Ledger) -
     assert report.completed_not_captured == ["s2"]
     assert report.balanced
     assert not report.ok
+
+
+# -- one outcome per effect id, enforced by the ledger itself -----------------------------------
+
+
+async def test_a_refused_authorize_stays_refused_for_its_effect_id(
+    ledger: Ledger, redis_client: aioredis.Redis
+) -> None:
+    await ledger.authorize("x:auth", "x", "bob", eur(400))  # bob has 100 left
+    with pytest.raises(StepRejected, match="insufficient_funds"):
+        await ledger.authorize("s1:auth", "s1", "bob", eur(200))
+    assert await ledger.void("x:auth") is True  # the money is back...
+    with pytest.raises(StepRejected) as again:  # ...but s1:auth was refused for good
+        await ledger.authorize("s1:auth", "s1", "bob", eur(200))
+    assert again.value.reason == "insufficient_funds"
+    assert await ledger.balance("bob") == 500
+    refused = ledger.keys.hold(derive_id("hold", "s1:auth"))
+    assert await redis_client.ttl(refused) > 0
+    books = await ledger.snapshot()
+    assert derive_id("hold", "s1:auth") not in books.holds  # a refusal is never a hold
+    assert (await ledger.check_books({"s1": "compensated", "x": "compensated"})).ok
+    await ledger.authorize("s2:auth", "s2", "bob", eur(200))  # another effect id may
+    assert await ledger.balance("bob") == 300
+
+
+async def test_void_of_a_refused_authorize_undoes_nothing_and_keeps_it_refused(
+    ledger: Ledger, redis_client: aioredis.Redis
+) -> None:
+    with pytest.raises(StepRejected, match="insufficient_funds"):
+        await ledger.authorize("s1:auth", "s1", "bob", eur(501))
+    assert await ledger.void("s1:auth") is False
+    assert await redis_client.exists(ledger.keys.void_marker("s1:auth"))
+    with pytest.raises(StepRejected, match="insufficient_funds"):
+        await ledger.authorize("s1:auth", "s1", "bob", eur(501))
+    assert await ledger.balance("bob") == 500
+    assert (await ledger.check_books({"s1": "compensated"})).ok
+
+
+async def test_a_refused_capture_stays_refused_for_its_effect_id(
+    ledger: Ledger, redis_client: aioredis.Redis
+) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    with pytest.raises(StepRejected, match="merchant_closed"):
+        await ledger.capture("s1:capture", "s1", hold_id, "closed", eur(1_000))
+    await redis_client.hset(ledger.keys.merchant("closed"), "open", "1")  # reopened meanwhile
+    with pytest.raises(StepRejected) as again:
+        await ledger.capture("s1:capture", "s1", hold_id, "closed", eur(1_000))
+    assert again.value.reason == "merchant_closed"
+    books = await ledger.snapshot()
+    assert books.captures == {}
+    assert books.captures_per_saga == {}
+    assert books.holds[hold_id].status == "held"
+    await ledger.capture("s1:capture-2", "s1", hold_id, "closed", eur(1_000))  # a new effect
+    assert (await ledger.snapshot()).holds[hold_id].status == "captured"
+
+
+async def test_concurrent_authorizes_of_one_effect_agree(ledger: Ledger) -> None:
+    async def attempt() -> str:
+        try:
+            return await ledger.authorize("s1:auth", "s1", "bob", eur(300))
+        except StepRejected as exc:
+            return exc.reason
+
+    answers = await asyncio.gather(*(attempt() for _ in range(10)))
+    assert set(answers) == {derive_id("hold", "s1:auth")}
+    assert await ledger.balance("bob") == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -170,3 +172,102 @@ async def test_demo_world_fails_where_documented(
 ) -> None:
     world = await seed_demo_world(redis_client, namespace, accounts=3, balance_minor=100_000)
     assert await run_saga(redis_client, namespace, world, 1, fails_at) == reason
+
+
+# -- one outcome per effect id: a refusal is recorded, and never overrides a success -----------
+
+
+def assess(minor: int) -> AssessRisk:
+    return AssessRisk(account_id="alice", merchant_id="shop", amount=eur(minor))
+
+
+async def test_a_risk_refusal_stays_refused_for_its_effect_id(risk: RiskService) -> None:
+    await risk.assess(assess(400_000), ctx("s1", "risk"))
+    await risk.assess(assess(400_000), ctx("s2", "risk"))
+    with pytest.raises(StepRejected, match="risk_too_high"):  # 12,000 spent in the hour
+        await risk.assess(assess(400_000), ctx("s3", "risk"))
+    await risk.release(ReleaseRiskExposure(), ctx("s1", "risk", "compensate"))
+    with pytest.raises(StepRejected) as again:  # 8,000 would pass now, but s3 was refused
+        await risk.assess(assess(400_000), ctx("s3", "risk"))
+    assert again.value.reason == "risk_too_high"
+    assert again.value.detail.startswith("score")
+    undo = await risk.release(ReleaseRiskExposure(), ctx("s3", "risk", "compensate"))
+    assert undo.released is False
+    with pytest.raises(StepRejected, match="risk_too_high"):
+        await risk.assess(assess(400_000), ctx("s3", "risk"))
+    assert await risk.spent("alice", "EUR") == 400_000
+
+
+class RacingRisk(RiskService):
+    """Lets another delivery of the same effect commit between this one's read and verdict."""
+
+    racer: Callable[[], Awaitable[object]] | None = None
+
+    async def _spent(self, exposure_key: str, now: float) -> int:
+        spent = await super()._spent(exposure_key, now)
+        racer, self.racer = self.racer, None
+        if racer is not None:
+            await racer()
+        return spent
+
+
+async def test_a_risk_refusal_racing_a_success_of_its_effect_id_answers_the_success(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    risk = RacingRisk(redis_client, namespace, clock=lambda: 1_000_000.0)
+    for saga in ("s1", "s2"):
+        await risk.assess(assess(400_000), ctx(saga, "risk"))
+
+    async def release_then_assess() -> None:
+        await risk.release(ReleaseRiskExposure(), ctx("s1", "risk", "compensate"))
+        await risk.assess(assess(400_000), ctx("s3", "risk"))  # 8,000 spent: passes
+
+    risk.racer = release_then_assess
+    answer = await risk.assess(assess(400_000), ctx("s3", "risk"))  # saw 12,000 spent
+    assert answer.score == 70  # the stored success, not a second, contradicting outcome
+    assert await risk.spent("alice", "EUR") == 800_000
+
+
+async def test_a_pci_refusal_stays_refused_for_its_effect_id(pci: PciService) -> None:
+    await pci.set_merchant_status("shop", "expired")
+    cmd = CheckCompliance(card_token="tok_abcdefgh1", merchant_id="shop")
+    with pytest.raises(StepRejected, match="merchant_not_compliant"):
+        await pci.check(cmd, ctx("s1", "pci"))
+    await pci.set_merchant_status("shop", COMPLIANT)
+    with pytest.raises(StepRejected, match="merchant_not_compliant"):
+        await pci.check(cmd, ctx("s1", "pci"))
+    assert (await pci.revoke(RevokeAttestation(), ctx("s1", "pci", "compensate"))).revoked is False
+    with pytest.raises(StepRejected, match="merchant_not_compliant"):
+        await pci.check(cmd, ctx("s1", "pci"))
+    assert (await pci.check(cmd, ctx("s2", "pci"))).attestation_id.startswith("att_")
+
+
+class RacingPci(PciService):
+    """Lets another delivery of the same effect issue between this one's checks and verdict."""
+
+    racer: Callable[[], Awaitable[object]] | None = None
+
+    async def _judge(self, cmd: CheckCompliance) -> None:
+        try:
+            await super()._judge(cmd)
+        finally:
+            racer, self.racer = self.racer, None
+            if racer is not None:
+                await racer()
+
+
+async def test_a_pci_refusal_racing_a_success_of_its_effect_id_answers_the_success(
+    redis_client: aioredis.Redis, namespace: str
+) -> None:
+    pci = RacingPci(redis_client, namespace)
+    await pci.set_merchant_status("shop", "expired")
+    cmd = CheckCompliance(card_token="tok_abcdefgh1", merchant_id="shop")
+
+    async def comply_then_check() -> None:
+        await pci.set_merchant_status("shop", COMPLIANT)
+        await pci.check(cmd, ctx("s1", "pci"))
+
+    pci.racer = comply_then_check
+    answer = await pci.check(cmd, ctx("s1", "pci"))  # saw the merchant expired
+    assert answer.attestation_id.startswith("att_")
+    assert answer == await pci.check(cmd, ctx("s1", "pci"))

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import CollectorRegistry
 
 from contracts import envelope as env
 from contracts.base import Command, Contract, Reply, StepFailed
@@ -22,8 +25,10 @@ from contracts.payments import (
     AssessRisk,
     AuthorizationVoided,
     AuthorizePayment,
+    CaptureTransaction,
     PaymentAuthorized,
     RiskAssessed,
+    TransactionCaptured,
     VoidAuthorization,
 )
 from contracts.topology import Topology
@@ -33,8 +38,18 @@ from messaging.errors import TransientError
 from messaging.settings import ParticipantSettings
 from messaging.tracing import span_id, trace_id
 from participants.payments import SERVICES
+from participants.payments.authorization import AuthorizationService
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
-from participants.sdk import Handlers, MessageContext, Worker, inbox_key
+from participants.sdk import (
+    Claim,
+    Handlers,
+    Inbox,
+    InboxKeys,
+    MessageContext,
+    PrometheusWorkerMetrics,
+    RedisInbox,
+    Worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -90,11 +105,12 @@ async def running(
     redis: aioredis.Redis,
     namespace: str,
     settings: ParticipantSettings | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[asyncio.Event, asyncio.Task[None]]]:
-    """A worker running as a task; stopped (gracefully) on exit."""
+    """A worker running as a task; stopped (gracefully) on exit. ``options`` go to Worker."""
     stop = asyncio.Event()
     worker = Worker(name, handlers, broker, redis, namespace, settings or ParticipantSettings(),
-                    rng=random.Random(7))  # fmt: skip
+                    rng=random.Random(7), **options)  # fmt: skip
     task = asyncio.create_task(worker.run(stop))
     try:
         yield stop, task
@@ -112,6 +128,7 @@ async def send(
     attempt: int = 1,
     phase: env.Phase = "forward",
     step: str = "authorize_payment",
+    deadline: float | None = None,
 ) -> Envelope:
     """Publish a command as the orchestrator would; effect ids follow its saga:step:phase shape."""
     envelope = Envelope(
@@ -119,6 +136,7 @@ async def send(
         effect_id=f"{saga_id}:{step}:{phase}", attempt=attempt,
         compensates=f"{saga_id}:{step}:forward" if phase == "compensate" else "",
         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        deadline=deadline,
     )  # fmt: skip
     t = broker.topology
     await broker.publish(
@@ -267,34 +285,37 @@ async def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(
     assert replies.empty()  # no reply to any malformed message
 
 
-async def test_transient_error_replies_retriable_and_stores_nothing(
+@pytest.mark.parametrize(
+    "error",
+    [TransientError("risk database unreachable"), redis.exceptions.ConnectionError("reset")],
+    ids=["transient", "redis"],
+)
+async def test_an_infrastructure_error_is_nacked_and_redelivered_never_answered(
     worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
-    replies: asyncio.Queue[Received],
+    replies: asyncio.Queue[Received], error: Exception,
 ) -> None:  # fmt: skip
     handlers = Handlers()
-    calls: list[int] = []
+    calls: list[tuple[int, float]] = []
 
     @handlers.handler(AssessRisk)
     async def flaky(cmd: AssessRisk, ctx: MessageContext) -> RiskAssessed:
-        calls.append(ctx.attempt)
+        calls.append((ctx.attempt, time.monotonic()))
         if len(calls) == 1:
-            raise TransientError("risk database unreachable")
+            raise error
         return RiskAssessed(score=10)
 
     cmd = AssessRisk(account_id="alice", merchant_id="shop", amount=AMOUNT)
-    async with running("risk", handlers, worker_broker, redis_client, namespace):
+    pause = ParticipantSettings(redeliver_min_s=0.3, redeliver_max_s=0.4)
+    async with running("risk", handlers, worker_broker, redis_client, namespace, pause):
         sent = await send(broker, "risk", cmd, step="assess_risk", attempt=1)
-        failed = await next_reply(replies)
-        assert isinstance(failed.body, StepFailed)
-        assert failed.body.retriable is True
-        assert failed.body.reason == "transient_error"
-        assert not await redis_client.exists(inbox_key(namespace, "risk", sent.effect_id))
-        await send(broker, "risk", cmd, step="assess_risk", attempt=2)
-        retried = await next_reply(replies)
-    assert retried.body == RiskAssessed(score=10)
-    assert retried.envelope.attempt == 2
-    assert calls == [1, 2]  # the retry ran the handler again
-    assert await redis_client.exists(inbox_key(namespace, "risk", sent.effect_id))
+        answered = await next_reply(replies)
+    assert answered.body == RiskAssessed(score=10)
+    assert answered.envelope.attempt == 1  # the same delivery, redelivered: no new attempt
+    assert [attempt for attempt, _ in calls] == [1, 1]
+    assert calls[1][1] - calls[0][1] >= 0.3  # held for the pause before the nack
+    assert replies.empty()  # the failure itself was never answered
+    stored = InboxKeys(namespace, "risk").outcome(sent.effect_id)
+    assert await redis_client.exists(stored)
 
 
 async def test_injected_failure_refuses_forward_commands_only(
@@ -372,3 +393,226 @@ async def test_run_participant_serves_its_queue_until_stopped(
     assert await ledger.balance("alice") == 10_000 - AMOUNT.minor
     with pytest.raises(ValueError, match="unknown participant"):
         await run_participant("nobody", settings, stop)
+
+
+# -- one outcome per effect id (protocol §3-5) -------------------------------------------------
+
+
+class WatchedInbox(RedisInbox):
+    """The real inbox, telling the test when a delivery found its subject busy."""
+
+    def __init__(self, redis: aioredis.Redis, namespace: str, participant: str) -> None:
+        super().__init__(redis, namespace, participant, ttl_s=3600)
+        self.busy = asyncio.Event()
+
+    async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
+        claim = await super().claim(effect_id, compensates=compensates, lease_s=lease_s)
+        if claim.busy:
+            self.busy.set()
+        return claim
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll ``check`` until it holds, or fail after DEADLINE_S."""
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.02)  # polling a condition with a deadline, not settling
+    raise AssertionError(what)  # unreachable: the timeout raises first
+
+
+async def replies_of(replies: asyncio.Queue[Received], n: int) -> list[Received]:
+    return [await next_reply(replies) for _ in range(n)]
+
+
+async def test_concurrent_duplicates_of_one_effect_never_run_in_parallel(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received],
+) -> None:  # fmt: skip
+    handlers, inbox = Handlers(), WatchedInbox(redis_client, namespace, "risk")
+    running_now, overlap, entered, go = 0, asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
+
+    @handlers.handler(AssessRisk)
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> RiskAssessed:
+        nonlocal running_now
+        running_now += 1
+        calls.append(ctx.attempt)
+        if running_now > 1:
+            overlap.set()
+        entered.set()
+        await go.wait()
+        running_now -= 1
+        return RiskAssessed(score=ctx.attempt)
+
+    cmd = AssessRisk(account_id="alice", merchant_id="shop", amount=AMOUNT)
+    async with running("risk", handlers, worker_broker, redis_client, namespace, inbox=inbox):
+        await asyncio.gather(*(send(broker, "risk", cmd, step="assess_risk", attempt=n)
+                               for n in (1, 2, 3)))  # fmt: skip
+        await asyncio.wait_for(entered.wait(), DEADLINE_S)
+        seen = asyncio.ensure_future(overlap.wait()), asyncio.ensure_future(inbox.busy.wait())
+        await asyncio.wait(seen, timeout=DEADLINE_S, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in seen:
+            waiting.cancel()
+        go.set()
+        got = await replies_of(replies, 3)
+    assert not overlap.is_set()
+    assert len(calls) == 1  # the other deliveries answered the stored outcome
+    assert {r.body for r in got} == {RiskAssessed(score=calls[0])}
+    assert sorted(r.envelope.attempt for r in got) == [1, 2, 3]  # each stamped with its own
+
+
+async def test_a_slow_attempt_racing_a_refusal_leaves_one_outcome(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received], ledger: Ledger,
+) -> None:  # fmt: skip
+    """Attempt 1 stalls before the ledger; attempt 2 comes while the balance is short."""
+    await ledger.seed([AccountSeed(account_id="carol", balance_minor=1_000, currency="EUR")])
+    service, inbox = AuthorizationService(ledger), WatchedInbox(redis_client, namespace, "payment")
+    entered, go = asyncio.Event(), asyncio.Event()
+    handlers = Handlers()
+
+    @handlers.handler(AuthorizePayment)
+    async def stall_first(cmd: AuthorizePayment, ctx: MessageContext) -> PaymentAuthorized:
+        if ctx.attempt == 1:
+            entered.set()
+            await go.wait()
+        return await service.authorize(cmd, ctx)
+
+    handlers.register(VoidAuthorization, service.void)
+    cmd = AuthorizePayment(account_id="carol", amount=Money(minor=1_000, currency="EUR"))
+    async with running("payment", handlers, worker_broker, redis_client, namespace, inbox=inbox):
+        await send(broker, "payment", cmd, attempt=1)
+        await asyncio.wait_for(entered.wait(), DEADLINE_S)
+        await ledger.authorize("other:auth", "other", "carol", Money(minor=500, currency="EUR"))
+        await send(broker, "payment", cmd, attempt=2)  # now it would be insufficient_funds
+        await asyncio.wait_for(inbox.busy.wait(), DEADLINE_S)
+        assert await ledger.void("other:auth")  # the money is back before attempt 1 goes on
+        go.set()
+        got = await replies_of(replies, 2)
+    books = await ledger.snapshot()
+    held = [h for h in books.holds.values() if h.saga_id == "saga-1" and h.status == "held"]
+    assert {type(r.body) for r in got} == {PaymentAuthorized}
+    assert len(held) == 1
+    assert got[0].body == got[1].body == PaymentAuthorized(hold_id=held[0].hold_id)
+    assert await ledger.balance("carol") == 0
+
+
+async def test_concurrent_identical_captures_move_money_iff_the_reply_says_captured(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received], ledger: Ledger,
+) -> None:  # fmt: skip
+    """Half the captures are refused by injected chaos, racing an identical copy."""
+    pairs, price = 40, Money(minor=100, currency="EUR")
+    holds = {f"s{i}": await ledger.authorize(f"s{i}:auth", f"s{i}", "alice", price)
+             for i in range(pairs)}  # fmt: skip
+    coin_flip = ParticipantSettings(fail_rate=0.5)
+    async with running("transaction", SERVICES["transaction"](redis_client, namespace),
+                       worker_broker, redis_client, namespace, coin_flip):  # fmt: skip
+        await asyncio.gather(*(
+            send(broker, "transaction", CaptureTransaction(
+                hold_id=hold, merchant_id="shop", amount=price, attestation_id="att"),
+                saga_id=saga, step="capture_transaction", attempt=attempt)
+            for saga, hold in holds.items() for attempt in (1, 2)
+        ))  # fmt: skip
+        got = await replies_of(replies, 2 * pairs)
+    by_saga: dict[str, list[Contract]] = {}
+    for reply in got:
+        by_saga.setdefault(reply.envelope.saga_id, []).append(reply.body)
+    books = await ledger.snapshot()
+    captured = {s for s, bodies in by_saga.items() if isinstance(bodies[0], TransactionCaptured)}
+    for saga, bodies in by_saga.items():
+        assert bodies[0] == bodies[1], saga  # one outcome per effect id
+        assert books.captures_per_saga.get(saga, 0) == (saga in captured), saga
+    assert 0 < len(captured) < pairs  # both outcomes happened
+    assert books.merchants["shop"].balance == price.minor * len(captured)
+    report = await ledger.check_books(dict.fromkeys(holds, "running"))
+    assert report.balanced
+    assert not report.double_captures
+
+
+async def test_a_compensation_during_its_forward_handler_waits_then_voids_the_hold(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received], ledger: Ledger,
+) -> None:  # fmt: skip
+    service, inbox = AuthorizationService(ledger), WatchedInbox(redis_client, namespace, "payment")
+    entered, go = asyncio.Event(), asyncio.Event()
+    handlers = Handlers()
+
+    @handlers.handler(AuthorizePayment)
+    async def stall(cmd: AuthorizePayment, ctx: MessageContext) -> PaymentAuthorized:
+        entered.set()
+        await go.wait()  # the orchestrator timed out meanwhile and compensates
+        return await service.authorize(cmd, ctx)
+
+    handlers.register(VoidAuthorization, service.void)
+    async with running("payment", handlers, worker_broker, redis_client, namespace, inbox=inbox):
+        await send(broker, "payment", authorize())
+        await asyncio.wait_for(entered.wait(), DEADLINE_S)
+        await send(broker, "payment", VoidAuthorization(), phase="compensate")
+        await asyncio.wait_for(inbox.busy.wait(), DEADLINE_S)  # it waits for the forward one
+        go.set()
+        got = {r.envelope.phase: r.body for r in await replies_of(replies, 2)}
+    assert isinstance(got["forward"], PaymentAuthorized)
+    assert got["compensate"] == AuthorizationVoided(released=True)
+    assert await ledger.balance("alice") == 10_000
+    hold = (await ledger.snapshot()).holds[got["forward"].hold_id]
+    assert hold.status == "voided"
+
+
+async def test_an_expired_command_is_acked_and_dropped_without_a_reply(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received],
+) -> None:  # fmt: skip
+    handlers, calls = Handlers(), []
+
+    @handlers.handler(AssessRisk)
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> RiskAssessed:
+        calls.append(ctx.saga_id)
+        return RiskAssessed(score=1)
+
+    metrics = PrometheusWorkerMetrics(CollectorRegistry())
+    labels = {"participant": "risk", "kind": AssessRisk.KIND, "outcome": "expired"}
+
+    async def dropped() -> bool:
+        return metrics.registry.get_sample_value("baton_participant_messages_total", labels) == 1
+
+    cmd = AssessRisk(account_id="alice", merchant_id="shop", amount=AMOUNT)
+    queue = broker.topology.command_queue("risk")
+    async with running("risk", handlers, worker_broker, redis_client, namespace,
+                       metrics=metrics, clock=lambda: 2_000.0):  # fmt: skip
+        await send(broker, "risk", cmd, saga_id="late", step="assess_risk", deadline=1_000.0)
+        await until(dropped, "the expired command was dropped")
+        await send(broker, "risk", cmd, saga_id="on-time", step="assess_risk", deadline=3_000.0)
+        on_time = await next_reply(replies)  # the injected clock, not the wall clock, decides
+    assert on_time.envelope.saga_id == "on-time"
+    assert calls == ["on-time"]
+    assert replies.empty()
+    assert await broker.queue_depth(queue) == 0  # acked: not coming back
+
+
+async def test_a_dead_holders_lease_is_taken_over_after_it_expires(
+    worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
+    replies: asyncio.Queue[Received],
+) -> None:  # fmt: skip
+    handlers, calls = Handlers(), []
+
+    @handlers.handler(AssessRisk)
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> RiskAssessed:
+        calls.append(time.monotonic())
+        return RiskAssessed(score=3)
+
+    inbox: Inbox = RedisInbox(redis_client, namespace, "risk", ttl_s=3600)
+    effect_id = "saga-1:assess_risk:forward"
+    dead = await inbox.claim(effect_id, lease_s=1.0)  # a worker that died holding the effect
+    died_at = time.monotonic()
+    short = ParticipantSettings(lease_s=0.4)
+    async with running("risk", handlers, worker_broker, redis_client, namespace, short):
+        await send(broker, "risk", AssessRisk(account_id="alice", merchant_id="shop",
+                                              amount=AMOUNT), step="assess_risk")  # fmt: skip
+        got = await next_reply(replies)
+    assert got.body == RiskAssessed(score=3)
+    assert len(calls) == 1
+    assert calls[0] - died_at >= 0.9  # only once the dead holder's lease ran out
+    assert not await inbox.renew(dead, lease_s=1.0)  # and the dead holder lost it

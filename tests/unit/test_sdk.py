@@ -1,18 +1,44 @@
-"""The worker SDK's pure parts: handler registry, message context, fault injection."""
+"""The worker SDK without a broker: handlers, context, fault injection, and the protocol
+(``Responder``) on the in-memory inbox."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import pytest
+import redis.exceptions
 
-from contracts.base import Reply
-from contracts.envelope import Envelope
-from contracts.payments import AssessRisk, ReleaseRiskExposure, RiskAssessed
+import participants.sdk
+from contracts.base import Reply, StepFailed
+from contracts.envelope import Envelope, Phase
+from contracts.money import Money
+from contracts.payments import (
+    AssessRisk,
+    ReleaseRiskExposure,
+    RiskAssessed,
+    RiskExposureReleased,
+)
+from messaging.codec import Wire, encode
 from messaging.errors import StepRejected, TransientError
 from messaging.settings import ParticipantSettings
-from participants.sdk import Chaos, Handlers, MessageContext, handles
+from participants.sdk import (
+    Chaos,
+    Claim,
+    DeadLetter,
+    Drop,
+    Handlers,
+    MemoryInbox,
+    MessageContext,
+    Outcome,
+    Publish,
+    Redeliver,
+    Responder,
+    Verdict,
+    handles,
+)
 
 
 class Scorer:
@@ -115,3 +141,288 @@ async def test_rates_are_drawn_from_the_seeded_random() -> None:
     assert first == await outcomes(3)
     assert "ok" in first
     assert "error" in first
+
+
+# -- the protocol, without AMQP ---------------------------------------------------------------
+
+EFFECT = "effect-1"
+ASSESS = AssessRisk(account_id="alice", merchant_id="shop", amount=Money(minor=100, currency="EUR"))
+SCORED = RiskAssessed(score=7)
+
+Body = Callable[[Any, MessageContext], Awaitable[Reply]]
+
+
+def wire(
+    body: AssessRisk | ReleaseRiskExposure = ASSESS,
+    *,
+    attempt: int = 1,
+    deadline: float | None = None,
+    phase: Phase = "forward",
+) -> Wire:
+    """A command as the orchestrator sends it; a compensation undoes ``EFFECT``."""
+    envelope = Envelope(
+        kind=body.KIND, saga_id="s1", saga="payment", step="assess_risk", phase=phase,
+        effect_id=EFFECT if phase == "forward" else "effect-undo", attempt=attempt,
+        compensates=EFFECT if phase == "compensate" else "", deadline=deadline,
+    )  # fmt: skip
+    return encode(envelope, body)
+
+
+def responder(
+    assess: Body,
+    inbox: MemoryInbox | None = None,
+    *,
+    release: Body | None = None,
+    clock: Callable[[], float] = lambda: 1_000.0,
+    **settings: Any,
+) -> Responder:
+    handlers = Handlers()
+    handlers.register(AssessRisk, assess)
+    if release is not None:
+        handlers.register(ReleaseRiskExposure, release)
+    return Responder(
+        handlers, inbox or MemoryInbox(), ParticipantSettings(**settings), participant="risk",
+        rng=random.Random(1), clock=clock,
+    )  # fmt: skip
+
+
+async def verdict(of: Responder, message: Wire) -> Verdict:
+    return (await of.handle(message))[1]
+
+
+async def scored(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+    return SCORED
+
+
+def test_the_package_exports_what_it_defines() -> None:
+    for name in participants.sdk.__all__:
+        assert hasattr(participants.sdk, name), name
+    public = {n for n in vars(participants.sdk) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(participants.sdk, n)).__name__ == "module"}
+    assert public - modules == set(participants.sdk.__all__)
+
+
+async def test_concurrent_duplicates_never_run_the_handler_in_parallel() -> None:
+    running, overlap, calls = 0, asyncio.Event(), []
+
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        nonlocal running
+        running += 1
+        calls.append(ctx.attempt)
+        if running > 1:
+            overlap.set()
+        try:  # a parallel run of this effect would set ``overlap`` while this one waits
+            await asyncio.wait_for(overlap.wait(), 0.2)
+        except TimeoutError:
+            pass
+        finally:
+            running -= 1
+        return RiskAssessed(score=ctx.attempt)
+
+    risk = responder(assess)
+    both = await asyncio.gather(*(verdict(risk, wire(attempt=n)) for n in (1, 2)))
+    assert not overlap.is_set()
+    assert len(calls) == 1
+    assert [v.reply for v in both if isinstance(v, Publish)] == [RiskAssessed(score=calls[0])] * 2
+    assert sorted(v.outcome for v in both) == sorted([Outcome.OK, Outcome.DUPLICATE])
+
+
+async def test_a_refusal_is_recorded_and_answered_again() -> None:
+    calls: list[int] = []
+
+    async def refuse(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        calls.append(ctx.attempt)
+        raise StepRejected("risk_too_high", "score 99")
+
+    risk = responder(refuse)
+    first = await verdict(risk, wire(attempt=1))
+    again = await verdict(risk, wire(attempt=2))
+    refused = StepFailed(reason="risk_too_high", retriable=False, detail="score 99")
+    assert first == Publish(refused, Outcome.REJECTED)
+    assert again == Publish(refused, Outcome.DUPLICATE)
+    assert calls == [1]
+
+
+async def test_an_expired_command_is_dropped_unless_it_was_answered_before() -> None:
+    calls: list[int] = []
+
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        calls.append(ctx.attempt)
+        return SCORED
+
+    now = [1_000.0]
+    risk = responder(assess, clock=lambda: now[0])
+    assert await verdict(risk, wire(deadline=999.0)) == Drop(Outcome.EXPIRED)
+    assert calls == []
+    assert await verdict(risk, wire(attempt=2, deadline=1_001.0)) == Publish(SCORED, Outcome.OK)
+    now[0] = 2_000.0
+    stale = await verdict(risk, wire(attempt=3, deadline=1_001.0))
+    assert stale == Publish(SCORED, Outcome.DUPLICATE)  # the stored outcome, never the handler
+    assert calls == [2]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientError("ledger database unreachable"),
+        redis.exceptions.ConnectionError("connection reset"),
+        redis.exceptions.TimeoutError("timed out"),
+    ],
+)
+async def test_an_infrastructure_error_is_redelivered_never_answered(error: Exception) -> None:
+    calls: list[int] = []
+
+    async def flaky(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        calls.append(ctx.attempt)
+        if len(calls) == 1:
+            raise error
+        return SCORED
+
+    inbox = MemoryInbox()
+    risk = responder(flaky, inbox)
+    first = await verdict(risk, wire())
+    assert isinstance(first, Redeliver)
+    assert first.outcome is Outcome.RETRY
+    assert 0.5 <= first.after_s <= 2.0
+    assert await inbox.stored(EFFECT) is None  # nothing recorded, and the lease was released
+    assert await verdict(risk, wire()) == Publish(SCORED, Outcome.OK)
+    assert calls == [1, 1]
+
+
+class BrokenInbox(MemoryInbox):
+    """An inbox whose Redis is away for the first ``failures`` calls of ``method``."""
+
+    def __init__(self, method: str, failures: int = 1) -> None:
+        super().__init__()
+        self.failures = {method: failures}
+
+    def _fail(self, method: str) -> None:
+        if self.failures.get(method, 0) > 0:
+            self.failures[method] -= 1
+            raise redis.exceptions.ConnectionError(f"{method}: connection refused")
+
+    async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
+        self._fail("claim")
+        return await super().claim(effect_id, compensates=compensates, lease_s=lease_s)
+
+    async def record(self, claim: Claim, outcome: Reply, *, bury: bool = False) -> Reply:
+        self._fail("record")
+        return await super().record(claim, outcome, bury=bury)
+
+
+class WatchedInbox(MemoryInbox):
+    """Tells the test when a delivery found its subject busy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = asyncio.Event()
+
+    async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
+        claim = await super().claim(effect_id, compensates=compensates, lease_s=lease_s)
+        if claim.busy:
+            self.busy.set()
+        return claim
+
+
+@pytest.mark.parametrize("method", ["claim", "record"])
+async def test_an_inbox_failure_is_redelivered_never_answered(method: str) -> None:
+    inbox = BrokenInbox(method)
+    risk = responder(scored, inbox)
+    first = await verdict(risk, wire())
+    assert isinstance(first, Redeliver)
+    assert first.error == "ConnectionError"
+    assert await verdict(risk, wire()) == Publish(SCORED, Outcome.OK)
+
+
+async def test_a_bug_answers_a_retriable_internal_error_and_records_nothing() -> None:
+    async def buggy(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        raise KeyError("score")
+
+    inbox = MemoryInbox()
+    answer = await verdict(responder(buggy, inbox), wire())
+    assert isinstance(answer, Publish)
+    assert answer.outcome is Outcome.ERROR
+    assert isinstance(answer.reply, StepFailed)
+    assert (answer.reply.reason, answer.reply.retriable) == ("internal_error", True)
+    assert await inbox.stored(EFFECT) is None
+    assert not (await inbox.claim(EFFECT, lease_s=1)).busy  # the lease was released
+
+
+async def test_a_busy_subject_is_waited_for_then_redelivered() -> None:
+    inbox = MemoryInbox()
+    await inbox.claim(EFFECT, lease_s=60)  # another delivery, alive, holds the effect
+    risk = responder(scored, inbox, lease_s=0.2)
+    assert await verdict(risk, wire()) == Redeliver(0.0, Outcome.BUSY)
+
+
+async def test_a_dead_holders_lease_is_taken_over_once_it_expires() -> None:
+    inbox = MemoryInbox()
+    await inbox.claim(EFFECT, lease_s=0.2)  # its holder died: never recorded, never released
+    risk = responder(scored, inbox, lease_s=1.0)
+    assert await verdict(risk, wire()) == Publish(SCORED, Outcome.OK)
+
+
+async def test_a_compensation_waits_for_its_forward_handler() -> None:
+    entered, go, order = asyncio.Event(), asyncio.Event(), []
+
+    async def assess(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        entered.set()
+        await go.wait()
+        order.append("assessed")
+        return SCORED
+
+    async def release(cmd: ReleaseRiskExposure, ctx: MessageContext) -> Reply:
+        order.append("released")
+        return RiskExposureReleased(released=True)
+
+    inbox = WatchedInbox()
+    risk = responder(assess, inbox, release=release)
+    forward = asyncio.create_task(verdict(risk, wire()))
+    await entered.wait()
+    undo = asyncio.create_task(verdict(risk, wire(ReleaseRiskExposure(), phase="compensate")))
+    await asyncio.wait_for(inbox.busy.wait(), 5)  # the compensation found the lease taken
+    assert not undo.done()
+    go.set()
+    assert await forward == Publish(SCORED, Outcome.OK)
+    assert await undo == Publish(RiskExposureReleased(released=True), Outcome.OK)
+    assert order == ["assessed", "released"]
+
+
+async def test_a_forward_command_after_its_compensation_is_cancelled() -> None:
+    async def release(cmd: ReleaseRiskExposure, ctx: MessageContext) -> Reply:
+        return RiskExposureReleased(released=False)
+
+    risk = responder(scored, release=release)
+    await verdict(risk, wire(ReleaseRiskExposure(), phase="compensate"))
+    cancelled = StepFailed(reason="cancelled", retriable=False)
+    assert await verdict(risk, wire()) == Publish(cancelled, Outcome.CANCELLED)
+    assert await verdict(risk, wire(attempt=2)) == Publish(cancelled, Outcome.DUPLICATE)
+
+
+async def test_the_heartbeat_keeps_a_slow_handlers_lease() -> None:
+    entered, go = asyncio.Event(), asyncio.Event()
+
+    async def slow(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        entered.set()
+        await go.wait()
+        return SCORED
+
+    inbox = MemoryInbox()
+    risk = responder(slow, inbox, lease_s=0.3)
+    task = asyncio.create_task(verdict(risk, wire()))
+    await entered.wait()
+    await asyncio.sleep(0.9)  # three lease times: only the heartbeat keeps the lease alive
+    assert (await inbox.claim(EFFECT, lease_s=1)).busy
+    go.set()
+    assert await task == Publish(SCORED, Outcome.OK)
+
+
+async def test_undecodable_and_foreign_commands_are_dead_lettered() -> None:
+    risk = responder(scored)
+    _, garbage = await risk.handle(Wire(b"{}", AssessRisk.KIND, headers={}))
+    assert isinstance(garbage, DeadLetter)
+    assert garbage.code == "missing_header"
+    accepted, foreign = await risk.handle(wire(ReleaseRiskExposure(), phase="compensate"))
+    assert accepted is None
+    assert isinstance(foreign, DeadLetter)
+    assert foreign.code == "no_handler"
