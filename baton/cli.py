@@ -16,6 +16,7 @@ from typing import Any, Literal
 from uuid import uuid4
 
 import click
+from pydantic import ValidationError
 
 from baton import operate
 from baton.runtime import open_broker, open_runtime, stop_on_signals
@@ -52,7 +53,13 @@ def _settings(ctx: click.Context) -> Settings:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Baton: a saga orchestrator over RabbitMQ and Redis. Settings come from BATON_* variables."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line per bad variable; never the value (a password)
+        for error in exc.errors():
+            name = "BATON_" + "__".join(str(part) for part in error["loc"]).upper()
+            click.echo(f"baton: {name}: {error['msg']}", err=True)
+        sys.exit(2)
     configure_logging(settings.log.level, settings.log.format)
     ctx.obj = settings
 
