@@ -6,12 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q -p no:cacheprovider
 # Only suites that exist: pytest fails on a missing path, and others add them over time.
-TEST_DIRS := $(wildcard tests/unit tests/integration tests/fault tests/observability tests/bench)
+TEST_DIRS := $(wildcard tests/unit tests/sim tests/integration tests/security tests/fuzz tests/fault tests/observability tests/bench)
 PACKAGES  := contracts messaging orchestrator participants baton
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install services lint test demo bench faults clean
+.PHONY: install services lint test demo bench faults sim clean
 
 install: $(STAMP)
 
@@ -45,6 +45,12 @@ faults: install services
 		$(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault; status=$$?; \
 	$(BIN)/python -m tests.fault.report .baton/faults.json $$(( $$(date +%s) - start )) \
 		|| status=1; exit $$status
+
+# The long simulation: thousands of seeded worlds (no services needed; both cores). It ends
+# with one JSON object of totals; a failing seed is printed with its replay command.
+SIM_SEEDS ?= 5000
+sim: install
+	$(BIN)/baton sim --seeds $(SIM_SEEDS) --json
 
 # Back to a fresh clone's state (the next `make test` rebuilds .venv).
 clean:

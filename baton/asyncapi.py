@@ -41,7 +41,14 @@ _HEADERS: dict[str, Any] = {
         env.H_SCHEMA: {"type": "integer", "const": env.SCHEMA_VERSION},
         env.H_DEADLINE: {"type": "number", "description": "epoch seconds"},
         env.H_TRACEPARENT: {"type": "string", "description": "W3C trace context"},
+        env.H_SIGNER: {"type": "string", "description": "who signed it (docs/protocol.md)"},
+        env.H_KEY_ID: {"type": "string", "description": "which of the signer's keys"},
+        env.H_SIGNATURE: {
+            "type": "string",
+            "description": "Ed25519 signature, base64url without padding",
+        },
     },
+    "required": [env.H_SIGNER, env.H_KEY_ID, env.H_SIGNATURE],
 }
 
 

@@ -8,39 +8,69 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from uuid import uuid4
 
+import aiormq
 import click
+import structlog
 from pydantic import ValidationError
 
 from baton import operate
-from baton.runtime import open_broker, open_runtime, stop_on_signals
+from baton.policies import (
+    DEAD_MAX_LENGTH,
+    START_MAX_LENGTH,
+    PolicyError,
+    apply_policies,
+    management_url_of,
+    queue_policies,
+    vhost_of,
+    with_credentials,
+)
+from baton.runtime import load_catalog, open_broker, open_runtime, stop_on_signals
 from contracts.envelope import Envelope
 from contracts.money import CURRENCY_EXPONENTS, Money
 from contracts.payments import StartTransaction
 from messaging.codec import encode
-from messaging.errors import DefinitionError
-from messaging.health import broker_ready, serving
-from messaging.logs import configure_logging
+from messaging.errors import DefinitionError, SealingKeyError
+from messaging.health import broker_ready, consumer_alive, serving
+from messaging.logs import configure_logging, masked
 from messaging.otel import enable_otlp
+from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, Keyring, KeySet, public_keys_of
 from messaging.tracing import new_traceparent
 from orchestrator.effects import OperatorAction
 
 
 def _run(work: Coroutine[Any, Any, int]) -> None:
-    """Run on uvloop where available; exit with the coroutine's code."""
+    """Run on uvloop where available; exit with the coroutine's code.
+
+    No usable sealing key is one line on stderr naming the variable, exit 2: a process
+    that would keep card data in clear refuses to start.
+    """
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
     except ImportError:  # pragma: no cover
-        code = asyncio.run(work)
+        runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     else:
-        code = uvloop.run(work)
+        runner = uvloop.run
+    try:
+        code = runner(work)
+    except SealingKeyError as exc:
+        click.echo(f"baton: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # one line, passwords masked; the traceback at debug level only
+        structlog.get_logger("baton.cli").debug("command_failed", exc_info=True)
+        click.echo(f"baton: {masked(str(exc) or type(exc).__name__)}", err=True)
+        sys.exit(1)
     sys.exit(code)
 
 
@@ -58,7 +88,7 @@ def main(ctx: click.Context) -> None:
     except ValidationError as exc:  # one line per bad variable; never the value (a password)
         for error in exc.errors():
             name = "BATON_" + "__".join(str(part) for part in error["loc"]).upper()
-            click.echo(f"baton: {name}: {error['msg']}", err=True)
+            click.echo(f"baton: {name}: {masked(error['msg'])}", err=True)
         sys.exit(2)
     configure_logging(settings.log.level, settings.log.format)
     ctx.obj = settings
@@ -78,9 +108,15 @@ def orchestrator(ctx: click.Context) -> None:
         async with open_runtime(settings, wait_s=settings.rabbit.connect_wait_s) as rt:
             checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
             registry = rt.orchestrator.metrics.registry
-            async with serving(registry, checks, settings.metrics.port):
+            stop = stop_on_signals()
+            queues, exchanges = rt.broker.topology.orchestrator_needs(rt.catalog.participants)
+            alive = {"consumers": consumer_alive(rt.broker, rt.orchestrator.failures)}
+            async with serving(registry, checks, settings.metrics.port, settings.metrics.host,
+                               liveness=alive):  # fmt: skip
+                if not await rt.broker.wait_for(queues, exchanges, stop):  # baton declare's
+                    return 0
                 try:
-                    await rt.orchestrator.run(stop_on_signals())
+                    await rt.orchestrator.run(stop)
                 except DefinitionError as exc:  # refused to start: say why in one line
                     click.echo(f"baton orchestrator: {exc}", err=True)
                     return 1
@@ -96,11 +132,12 @@ def bench_floor(ctx: click.Context) -> None:
     from baton.bench.floor import FloorRelay  # noqa: PLC0415 - bench only
 
     settings = _settings(ctx)
-    relay = FloorRelay(
-        str(settings.rabbit.url), settings.topology, prefetch=settings.rabbit.prefetch
-    )
 
     async def work() -> int:
+        keyring = Keyring.from_settings(settings.signing, role=ORCHESTRATOR)  # signs commands
+        relay = FloorRelay(
+            str(settings.rabbit.url), settings.topology, keyring, prefetch=settings.rabbit.prefetch
+        )
         await relay.run(stop_on_signals())
         return 0
 
@@ -128,18 +165,98 @@ def participant(ctx: click.Context, name: str, noop: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--policies", is_flag=True,
+    help="Also set the queue limits as policies, through the management API.",
+)  # fmt: skip
+@click.option(
+    "--management-url", default=None,
+    help="Management API base URL [default: the broker's host, port 15672, same user].",
+)  # fmt: skip
+@click.option(
+    "--start-max-length",
+    default=START_MAX_LENGTH,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Starts the start queue holds; more are refused.",
+)
+@click.option(
+    "--dead-max-length",
+    default=DEAD_MAX_LENGTH,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Messages each dead-letter queue holds.",
+)
 @click.pass_context
-def declare(ctx: click.Context) -> None:
-    """Declare the whole RabbitMQ topology (exchanges, queues, dead-letter queues)."""
+def declare(
+    ctx: click.Context,
+    policies: bool,
+    management_url: str | None,
+    start_max_length: int,
+    dead_max_length: int,
+) -> None:
+    """Declare the RabbitMQ topology (exchanges, queues, dead-letter queues) and its limits.
+
+    The only command that creates the topology: run it with the administrative broker user
+    before the services start (they only check that it exists, and wait for it).
+    """
     settings = _settings(ctx)
+    participants = load_catalog(settings).participants
+    limits = queue_policies(
+        settings.topology, start_max_length=start_max_length, dead_max_length=dead_max_length
+    )
+    url = str(settings.rabbit.url)
 
     async def work() -> int:
-        async with open_runtime(settings) as rt:
-            await rt.broker.declare(rt.catalog.participants)
-        click.echo(f"declared topology for {', '.join(rt.catalog.participants)}")
+        async with open_broker(settings) as broker:
+            await broker.declare(participants)
+        click.echo(f"declared topology for {', '.join(participants)}")
+        if not policies:
+            click.echo("queue limits: set by deploy/rabbitmq/definitions.json, or add --policies")
+            return 0
+        try:
+            base = with_credentials(management_url or management_url_of(url), url)
+            await apply_policies(base, vhost_of(url), limits)
+        except PolicyError as exc:
+            click.echo(f"baton declare: {exc}", err=True)
+            return 1
+        click.echo(f"policies set: {', '.join(p.name for p in limits)}")
         return 0
 
     _run(work())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--render", "secrets", default=None, type=click.Path(file_okay=False, exists=True),
+    help="Write --definitions and --acl from the credentials in this directory's *.env files.",
+)  # fmt: skip
+@click.option("--definitions", default="deploy/rabbitmq/definitions.json", show_default=True)
+@click.option("--acl", default="deploy/redis/users.acl", show_default=True)
+@click.pass_context
+def access(
+    ctx: click.Context, as_json: bool, secrets: str | None, definitions: str, acl: str
+) -> None:
+    """Each service's broker permissions and Redis ACL rules (least privilege)."""
+    from baton.access import matrix  # noqa: PLC0415 - keeps other commands light
+    from baton.definitions import render  # noqa: PLC0415
+
+    settings = _settings(ctx)
+    participants = list(load_catalog(settings).participants)
+    if secrets is not None:
+        render(Path(secrets), Path(definitions), Path(acl), participants)
+        click.echo(f"wrote {definitions} and {acl}")
+        return
+    table = matrix(settings.topology, participants)
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    for user in table["rabbitmq"]:
+        click.echo(f"{user['user']}: configure {user['configure']}  write {user['write']}"
+                   f"  read {user['read']}")  # fmt: skip
+    for user in table["redis"]:
+        click.echo(f"{user['user']} (redis): {' '.join(user['rules'])}")
 
 
 @main.command()
@@ -190,26 +307,47 @@ def start_transaction(
     (compensated, failed, rejected, or no answer within --timeout).
     """
     settings = _settings(ctx)
-    body = StartTransaction(
-        idempotency_key=idempotency_key or uuid4().hex,
-        account_id=account,
-        merchant_id=merchant,
-        amount=Money(minor=_minor_units(amount, currency), currency=currency),
-        card_token=card_token,
-    )
+    try:
+        body = StartTransaction(
+            idempotency_key=idempotency_key or uuid4().hex,
+            account_id=account,
+            merchant_id=merchant,
+            amount=Money(minor=_minor_units(amount, currency), currency=currency),
+            card_token=card_token,
+        )
+    except ValidationError as exc:  # one line per field, never the value: it may be a card
+        for error in exc.errors(include_input=False):
+            where = ".".join(str(part) for part in error["loc"])
+            click.echo(f"baton start: {where}: {error['msg']}", err=True)
+        sys.exit(2)
 
     async def work() -> int:
+        keyring = Keyring.from_settings(settings.signing, role="cli")  # signs the start
+        keyring.require_trust([ORCHESTRATOR])  # and checks who answered it
         async with open_broker(settings) as broker:
-            await broker.declare()
-            envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
-            if not wait:
-                await broker.publish(
-                    encode(envelope, body), exchange="", routing_key=broker.topology.start_queue
-                )
-                click.echo(f"published {body.idempotency_key}")
-                return 0
+            t = broker.topology
+            if await broker.missing([t.start_queue], [t.start_exchange]):
+                click.echo("baton start: no start queue: run `baton declare` first", err=True)
+                return 1
+            envelope = Envelope(
+                kind=body.KIND, saga_id="-", traceparent=new_traceparent(), sent_at=int(time.time())
+            )
             try:
-                event = await operate.start_and_wait(broker, envelope, body, timeout)
+                if not wait:
+                    await broker.publish(
+                        keyring.sign(encode(envelope, body)), exchange=t.start_exchange,
+                        routing_key=t.start_queue,
+                    )  # fmt: skip
+                    click.echo(f"published {body.idempotency_key}")
+                    return 0
+                event = await operate.start_and_wait(broker, envelope, body, timeout, keyring)
+            except aiormq.exceptions.DeliveryError:  # the start queue's reject-publish limit
+                click.echo(
+                    "baton start: the broker refused the start (the start queue is full):"
+                    " try again later",
+                    err=True,
+                )
+                return 1
             except TimeoutError:
                 click.echo(
                     f"baton start: no answer within {timeout:g} s; the saga may still be running:"
@@ -448,6 +586,89 @@ def bench(
         warmup=warmup, as_json=as_json,
     )  # fmt: skip
     _run(run_bench(settings, options))
+
+
+
+@main.command()
+@click.option("--seeds", default=200, show_default=True, help="How many seeded worlds to run.")
+@click.option("--first", default=0, show_default=True, help="The first seed.")
+@click.option("--seed", "only", type=int, default=None, help="Replay this one seed alone.")
+@click.option("--trace", is_flag=True, help="With --seed: print its whole event trace.")
+@click.option("--sagas", default=5, show_default=True, help="Payments per world.")
+@click.option("--jobs", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of totals.")
+def sim(
+    seeds: int, first: int, only: int | None, trace: bool, sagas: int, jobs: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Deterministic simulation: the real engine, SDK and payment handlers in memory, under
+    seeded faults; exit 1 when an invariant broke (each failing seed says how to replay it)."""
+    from baton.sim.console import simulate  # noqa: PLC0415 - keeps other commands light
+
+    code = simulate(seeds=seeds, first=first, only=only, trace=trace, as_json=as_json,
+                    jobs=jobs, sagas=sagas)  # fmt: skip
+    sys.exit(code)
+
+
+@main.group()
+def keys() -> None:
+    """Create keys: for signing messages, and for sealing sensitive fields at rest."""
+
+
+@keys.command("sealing")
+@click.option("--id", "key_id", default=None, help="Key id (default: s<today>, e.g. s20250131).")
+@click.pass_context
+def keys_sealing(ctx: click.Context, key_id: str | None) -> None:
+    """Add a new AES-256 sealing key to BATON_SEALING__KEYS and make it the active one.
+
+    Prints the two variables to set on every orchestrator and participant. The older keys
+    stay listed, so what they sealed still opens (rotation); drop one only once nothing
+    sealed with it is left (docs/operations.md).
+    """
+    settings = _settings(ctx)
+    new_id = key_id or f"s{datetime.now(UTC):%Y%m%d}"
+    try:
+        updated = with_new_key(settings.sealing.keys.get_secret_value(), new_id)
+    except SealingKeyError as exc:
+        click.echo(f"baton keys sealing: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"{KEYS_VARIABLE}='{updated}'")
+    click.echo(f"{ACTIVE_VARIABLE}={new_id}")
+
+
+@keys.command("generate")
+@click.argument("signers", nargs=-1, required=True)
+@click.option("--json", "form", flag_value="json", default=True, help="One JSON document.")
+@click.option("--env", "form", flag_value="env", help="BATON_SIGNING__* lines per signer.")
+def keys_generate(signers: tuple[str, ...], form: str) -> None:
+    """A fresh Ed25519 signing key for each of SIGNERS (orchestrator, payment, cli, ...).
+
+    --json prints, per signer, a complete signing file (its private key, everyone's public
+    keys) to mount as BATON_SIGNING__FILE; --env the same as variables. The private keys are
+    secrets: this is the only command that prints one. Rotation: docs/operations.md.
+    """
+    generated = KeySet.generate(dict.fromkeys(signers))
+    if form == "json":
+        click.echo(json.dumps({s: generated.settings(s) for s in generated.keys}, indent=2))
+        return
+    for signer in generated.keys:
+        click.echo(f"# {signer}")
+        for name, value in generated.env(signer).items():
+            if not name.endswith("__FILE"):
+                click.echo(f"{name}={shlex.quote(value)}")
+
+
+@keys.command("public")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def keys_public(file: Path) -> None:
+    """The public key of the signing file FILE, as JSON to merge into BATON_SIGNING__PUBLIC_KEYS."""
+    try:
+        public = public_keys_of(file)
+    except (OSError, ValueError, KeyError, TypeError):  # never echo the content: a secret
+        click.echo(f"baton keys public: {file} is not a signing file (signer, key_id, "
+                   "private_key)", err=True)  # fmt: skip
+        sys.exit(2)
+    click.echo(json.dumps(public))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,7 @@ It starts one orchestrator and the four participants as OS processes under a nam
 of its own (always a fresh one, under the configured namespace, so that removing it at the
 end touches nothing else), seeds accounts, sends a stream of payments of which a share is
 crafted to fail at each of the four steps, shows progress, then checks the books and prints
-a summary.
+a summary. Every process signs with a fresh key of its own, made for the run.
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ from baton.runtime import (
     load_catalog,
     open_broker,
     remove_namespace,
+    run_keys,
+    sealing_env,
     wait_for_consumers,
 )
 from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR
 from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
 
 console = Console(stderr=True)
@@ -135,6 +138,7 @@ async def run_demo(base: Settings, options: DemoOptions) -> int:
         "BATON_NAMESPACE": namespace,
         "BATON_RABBIT__URL": str(settings.rabbit.url),
         "BATON_REDIS__URL": str(settings.redis.url),
+        **sealing_env(settings),
     }
     group = ProcessGroup(env, Path(".baton") / "logs" / namespace.rstrip("."))
     async with open_broker(settings) as broker:
@@ -152,9 +156,10 @@ async def _run(
 ) -> int:
     console.print(f"[bold]Baton demo[/] namespace {settings.namespace}  logs in .baton/logs/")
     world = await _seed(settings, options)
-    group.spawn("orchestrator", "orchestrator")
+    keys = run_keys()  # each process signs with its own key; the driver as the upstream "cli"
+    group.spawn("orchestrator", "orchestrator", env=keys.env(ORCHESTRATOR))
     for name in PARTICIPANTS:
-        group.spawn(name, "participant", name)
+        group.spawn(name, "participant", name, env=keys.env(name))
     t = broker.topology
     await wait_for_consumers(
         broker,
@@ -174,6 +179,7 @@ async def _run(
             concurrency=options.concurrency,
             timeout_s=options.timeout_s,
             on_progress=lambda p: live.update(_table(p)),
+            keyring=keys.keyring("cli"),
         )
         live.update(_table(progress))
     elapsed = time.perf_counter() - began

@@ -24,6 +24,7 @@ from contracts.envelope import Envelope
 from contracts.events import Lifecycle
 from messaging.amqp import Broker
 from messaging.codec import encode
+from messaging.signing import Keyring
 from messaging.tracing import new_traceparent
 from orchestrator.catalog import saga_id_for
 
@@ -74,8 +75,10 @@ async def drive(
     timeout_s: float,
     on_progress: Callable[[Progress], None] | None = None,
     saga: str = "payment",
+    keyring: Keyring,
 ) -> tuple[list[Outcome], Progress]:
-    """Publish ``starts``, ``concurrency`` at a time; return the outcomes seen in ``timeout_s``."""
+    """Publish ``starts`` signed with ``keyring`` (an upstream's, e.g. ``cli``),
+    ``concurrency`` at a time; return the outcomes seen in ``timeout_s``."""
     progress = Progress(total=len(starts))
     window = asyncio.Semaphore(concurrency)
     sent_at: dict[str, float] = {}
@@ -111,8 +114,9 @@ async def drive(
                 envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
                 sent_at[saga_id] = time.perf_counter()
                 await broker.publish(
-                    encode(envelope, body), exchange="", routing_key=broker.topology.start_queue
-                )
+                    keyring.sign(encode(envelope, body)), exchange="",
+                    routing_key=broker.topology.start_queue,
+                )  # fmt: skip
                 progress.sent += 1
                 if on_progress:
                     on_progress(progress)

@@ -8,21 +8,27 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import click
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from baton import deadletters
 from baton.runtime import load_catalog, open_broker, open_runtime, open_store
 from contracts.base import Start
 from contracts.envelope import Envelope
+from contracts.pan import mask_pans
 from contracts.registry import contract_for
-from messaging.amqp import Broker
+from messaging.amqp import Broker, wire_of
 from messaging.codec import encode
-from messaging.errors import BatonError
+from messaging.errors import BatonError, ContractError
+from messaging.logs import masked
+from messaging.sealing import Sealer
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, Keyring
 from messaging.tracing import trace_id
 from orchestrator.catalog import Catalog
 from orchestrator.effects import OperatorAction
@@ -50,13 +56,13 @@ async def health(settings: Settings) -> int:
         async with asyncio.timeout(5), open_broker(settings):
             pass
     except (Exception, TimeoutError) as exc:
-        problems.append(f"rabbitmq: {exc or type(exc).__name__}")
+        problems.append(f"rabbitmq: {masked(str(exc) or type(exc).__name__)}")
     client = aioredis.Redis.from_url(str(settings.redis.url))
     try:
         async with asyncio.timeout(5):
             await client.ping()
     except (Exception, TimeoutError) as exc:
-        problems.append(f"redis: {exc or type(exc).__name__}")
+        problems.append(f"redis: {masked(str(exc) or type(exc).__name__)}")
     finally:
         await client.aclose()
     for problem in problems:
@@ -67,17 +73,25 @@ async def health(settings: Settings) -> int:
 
 
 async def start_and_wait(
-    broker: Broker, envelope: Envelope, body: Start, timeout_s: float
+    broker: Broker, envelope: Envelope, body: Start, timeout_s: float, keyring: Keyring
 ) -> dict[str, Any]:
-    """Publish a start with a private reply queue and wait for the saga's final event."""
+    """Publish a start, signed with ``keyring``, with a private reply queue and wait for the
+    saga's final event; an answer not signed by the orchestrator is ignored."""
     channel = await broker.connection.channel()
     try:
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-        wire = encode(envelope.model_copy(update={"reply_to": queue.name}), body)
-        await broker.publish(wire, exchange="", routing_key=broker.topology.start_queue)
+        t = broker.topology  # a reply queue under the prefix the orchestrator answers
+        name = f"{t.reply_prefix}{uuid4().hex}"
+        queue = await channel.declare_queue(name, exclusive=True, auto_delete=True)
+        wire = keyring.sign(encode(envelope.model_copy(update={"reply_to": queue.name}), body))
+        await broker.publish(wire, exchange=t.start_exchange, routing_key=t.start_queue)
         async with asyncio.timeout(timeout_s), queue.iterator() as messages:
             async for message in messages:
                 await message.ack()
+                try:
+                    keyring.verify_from(wire_of(message), (ORCHESTRATOR,), "answers")
+                except ContractError as exc:
+                    click.echo(f"baton start: ignored an answer: {exc.reason}", err=True)
+                    continue
                 event: dict[str, Any] = json.loads(message.body)
                 return event
     finally:
@@ -85,27 +99,58 @@ async def start_and_wait(
     raise BatonError("no final event")  # pragma: no cover - the iterator only ends on close
 
 
-def _redacted(state: SagaState, catalog: Catalog) -> SagaState:
-    """The state with its input's sensitive fields (card token, account id) masked.
-
-    An operator's screen is no place for them; the contract that started the saga names
-    which fields those are.
-    """
+def _hidden(state: SagaState, catalog: Catalog) -> frozenset[str]:
+    """The input fields an operator's screen must not show: those the contract that started
+    the saga marks sensitive; all of them when its definition is not loaded."""
     definition = catalog.get(state.saga, state.definition_version)
     model = contract_for(definition.trigger) if definition else None
-    if model is None:
-        return state
-    return state.model_copy(update={"input": model.model_validate(state.input).redacted()})
+    return model.SENSITIVE if model is not None else frozenset(state.input)
+
+
+def _secrets(state: SagaState, catalog: Catalog) -> list[str]:
+    hidden = _hidden(state, catalog)
+    # short values (an account "a") would mask half of every line: those are left as they are
+    return [str(v) for k, v in state.input.items() if k in hidden and len(str(v)) >= 4]
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """Free text as shown: card numbers and the saga's own sensitive values masked (the
+    engine keeps them out of what it writes; this also covers records written before)."""
+    text = mask_pans(text)
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def _redacted(state: SagaState, catalog: Catalog) -> SagaState:
+    """The state with its input's sensitive fields (card token, account id) masked, and
+    its free text scrubbed. Masked by name, not by validating the input again: a record
+    the contract would refuse today must not be printed whole instead."""
+    hidden, secrets = _hidden(state, catalog), _secrets(state, catalog)
+    steps = {
+        name: step.model_copy(update={"error": _scrub(step.error, secrets)}) if step.error else step
+        for name, step in state.steps.items()
+    }
+    return state.model_copy(
+        update={
+            "input": {k: "***" if k in hidden else v for k, v in state.input.items()},
+            "steps": steps,
+            "reason": _scrub(state.reason, secrets) if state.reason else state.reason,
+        }
+    )
 
 
 async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
-    async with open_store(settings) as store:
+    catalog = load_catalog(settings)
+    async with open_store(settings, catalog=catalog) as store:
         state = await store.load(saga_id)
         history = await store.history(saga_id)
     if state is None:
         click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
         return 1
-    state = _redacted(state, load_catalog(settings))
+    secrets = _secrets(state, catalog)
+    history = [{**entry, "detail": _scrub(entry["detail"], secrets)} for entry in history]
+    state = _redacted(state, catalog)
     if as_json:
         trace = trace_id(state.traceparent)
         state_json = state.model_dump(mode="json")
@@ -265,17 +310,18 @@ async def show_dead_letters(settings: Settings, queue: str, limit: int, as_json:
     if as_json:
         click.echo(json.dumps([letter.row() for letter in letters]))
         return 0
-    table = Table("message id", "type", "saga id", "reason", "bytes")
-    for letter in letters:
-        table.add_row(
-            letter.message_id, letter.kind, letter.saga_id, letter.reason, str(letter.size)
-        )
+    table = Table("message id", "type", "saga id", "reason", "bytes", "sealed with")
+    for letter in letters:  # Text: a message id like "[/]" is not markup
+        cells = (letter.message_id, letter.kind, letter.saga_id, letter.reason,
+                 str(letter.size), letter.sealed)  # fmt: skip
+        table.add_row(*map(Text, cells))
     console.print(table)
     return 0
 
 
 async def replay_dead_letters(settings: Settings, queue: str, limit: int) -> int:
-    async with open_broker(settings) as broker:
+    # the sealer opens sealed bodies; no key refuses here, before anything is moved
+    async with open_broker(settings, sealer=Sealer.from_settings(settings.sealing)) as broker:
         dead = deadletters.dead_queue_of(broker.topology, queue)
         moved = await deadletters.replay(broker, dead, limit)
     click.echo(f"replayed {moved} message(s) from {dead}")
@@ -283,7 +329,8 @@ async def replay_dead_letters(settings: Settings, queue: str, limit: int) -> int
 
 
 async def dead_letters(settings: Settings, as_json: bool) -> int:
-    async with open_runtime(settings) as rt:
+    signs_nothing = Keyring(ORCHESTRATOR, {})  # reads queue depths: no signing key needed
+    async with open_runtime(settings, keyring=signs_nothing) as rt:
         depths = {
             q: await rt.broker.queue_depth(q)
             for q in rt.broker.topology.all_queues(rt.catalog.participants)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -12,12 +13,15 @@ import redis.asyncio as aioredis
 
 from messaging.amqp import Broker
 from messaging.dead_marks import RedisDeadLetterMarks
+from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer, generate_key
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, Keyring, KeySet
 from orchestrator.catalog import Catalog
 from orchestrator.chaos import CrashPoints
 from orchestrator.definition import builtin_definitions, load_definition
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
+from orchestrator.sealed_fields import SealedFields, sensitive_fields
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -27,7 +31,9 @@ def load_catalog(settings: Settings) -> Catalog:
 
 
 @asynccontextmanager
-async def open_broker(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterator[Broker]:
+async def open_broker(
+    settings: Settings, *, wait_s: float = 0.0, sealer: Sealer | None = None
+) -> AsyncIterator[Broker]:
     """Operator commands fail fast (``wait_s`` 0); daemons wait for a restarting broker.
 
     The broker gets the deployment's dead-letter marks, so an orchestrator copies a
@@ -43,6 +49,7 @@ async def open_broker(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterat
             queue_type=settings.rabbit.queue_type,
             wait_s=wait_s,
             dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
+            sealer=sealer,  # consumers pass one: what they dead-letter is sealed
         )
         try:
             yield broker
@@ -53,12 +60,18 @@ async def open_broker(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterat
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[RedisSagaStore]:
+async def open_store(
+    settings: Settings, *, catalog: Catalog | None = None, sealer: Sealer | None = None
+) -> AsyncIterator[RedisSagaStore]:
+    """The saga store, always sealing: no sealing key raises SealingKeyError first."""
+    sealer = sealer or Sealer.from_settings(settings.sealing)
+    fields = sensitive_fields(catalog or load_catalog(settings))
     async with RedisSagaStore.connect(
         str(settings.redis.url),
         namespace=settings.namespace,
         shards=settings.orchestrator.shards,
         retention_s=settings.orchestrator.retention_s,
+        sealed=SealedFields(sealer, fields),
     ) as store:
         yield store
 
@@ -71,11 +84,30 @@ class Runtime:
     orchestrator: Orchestrator
 
 
+def orchestrator_keyring(settings: Settings, catalog: Catalog) -> Keyring:
+    """The orchestrator's signing key and trust: SigningKeyError (naming the variable) without
+    its private key, or without a public key of each participant and upstream it hears."""
+    keyring = Keyring.from_settings(settings.signing, role=ORCHESTRATOR)
+    keyring.require_trust([*catalog.participants, *keyring.upstreams])
+    return keyring
+
+
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, wait_s: float = 0.0) -> AsyncIterator[Runtime]:
-    """Everything an orchestrator replica (or an operator command) needs, connected."""
+async def open_runtime(
+    settings: Settings, *, wait_s: float = 0.0, keyring: Keyring | None = None
+) -> AsyncIterator[Runtime]:
+    """Everything an orchestrator replica (or an operator command) needs, connected.
+
+    ``keyring`` defaults to the configured one: operator actions publish commands, which
+    participants take only signed by the orchestrator.
+    """
+    sealer = Sealer.from_settings(settings.sealing)  # no key: refuse before connecting
     catalog = load_catalog(settings)
-    async with open_store(settings) as store, open_broker(settings, wait_s=wait_s) as broker:
+    keyring = keyring or orchestrator_keyring(settings, catalog)  # no key: refuse, too
+    async with (
+        open_store(settings, catalog=catalog, sealer=sealer) as store,
+        open_broker(settings, wait_s=wait_s, sealer=sealer) as broker,
+    ):
         config = RunnerConfig(
             tick_interval_s=settings.orchestrator.tick_interval_s,
             deadline_poll_s=settings.orchestrator.deadline_poll_s,
@@ -83,10 +115,30 @@ async def open_runtime(settings: Settings, *, wait_s: float = 0.0) -> AsyncItera
             outbox_grace_s=settings.orchestrator.outbox_grace_s,
             stuck_after_s=settings.orchestrator.stuck_after_s,
             state_interval_s=settings.orchestrator.state_interval_s,
+            start_ttl_s=settings.orchestrator.start_ttl_s,
+            poison_after=settings.rabbit.poison_after,
         )
         crash = CrashPoints.of(settings.chaos.crash_points, settings.chaos.crash_rate)
-        orchestrator = Orchestrator(catalog, store, broker, config=config, crash=crash)
+        orchestrator = Orchestrator(
+            catalog, store, broker, keyring=keyring, config=config, crash=crash
+        )
         yield Runtime(catalog, store, broker, orchestrator)
+
+
+def sealing_env(settings: Settings) -> dict[str, str]:
+    """The sealing keys for the processes of a run that owns its namespace (demo, bench):
+    the configured ones, or else a fresh key that dies with the run and its data."""
+    keys = settings.sealing.keys.get_secret_value()
+    if keys.strip():
+        return {KEYS_VARIABLE: keys, ACTIVE_VARIABLE: settings.sealing.active}
+    return {KEYS_VARIABLE: json.dumps({"run": generate_key()}), ACTIVE_VARIABLE: "run"}
+
+
+def run_keys() -> KeySet:
+    """Signing keys for the processes of a run that owns its namespace (demo, bench): fresh
+    ones for the orchestrator, each participant and the driver (``cli``), dying with the run.
+    Each process gets its own with ``KeySet.env``."""
+    return KeySet.generate((ORCHESTRATOR, *PARTICIPANTS, "cli"))
 
 
 def stop_on_signals() -> asyncio.Event:

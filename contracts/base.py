@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.pan import FreeText, ScrubbedText
 
 
 class Contract(BaseModel):
@@ -43,12 +45,13 @@ class StepFailed(Reply):
     """
 
     KIND: ClassVar[str] = "baton.step_failed.v1"
-    reason: str = Field(min_length=1, max_length=200)
+    # Built from exception text we do not control: a card number in it is masked, not refused.
+    reason: Annotated[ScrubbedText, Field(min_length=1, max_length=200)]
     retriable: bool = False
-    detail: str = Field(default="", max_length=2000)
+    detail: Annotated[ScrubbedText, Field(max_length=2000)] = ""
 
 
 class Start(Contract):
     """A message that starts a saga. ``idempotency_key`` makes a repeated start harmless."""
 
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    idempotency_key: Annotated[FreeText, Field(min_length=1, max_length=200)]

@@ -20,9 +20,15 @@ H_COMPENSATES = "x-baton-compensates"
 H_ATTEMPT = "x-baton-attempt"
 H_SCHEMA = "x-baton-schema"
 H_DEADLINE = "x-baton-deadline"
+H_SENT_AT = "x-baton-sent-at"
 H_TRACEPARENT = "traceparent"
 H_REASON = "x-baton-reason"
 H_SOURCE_QUEUE = "x-baton-source-queue"
+# Signatures (messaging/signing.py, docs/protocol.md "Signatures"): who signed, with which key.
+H_SIGNER = "x-baton-signer"
+H_KEY_ID = "x-baton-key-id"
+H_SIGNATURE = "x-baton-signature"
+H_SEALED = "x-baton-sealed"  # a dead letter's body is sealed; the value is the key id
 
 
 def new_message_id() -> str:
@@ -50,6 +56,8 @@ class Envelope(BaseModel):
     attempt: int = Field(default=0, ge=0)
     schema_version: int = SCHEMA_VERSION
     deadline: float | None = None
+    # starts: when the caller sent it, whole epoch seconds (AMQP float headers are 32-bit)
+    sent_at: int | None = None
     traceparent: str = Field(default="", max_length=55)
     reply_to: str = Field(default="", max_length=255)
 
@@ -68,6 +76,8 @@ class Envelope(BaseModel):
             headers[H_COMPENSATES] = self.compensates
         if self.deadline is not None:
             headers[H_DEADLINE] = self.deadline
+        if self.sent_at is not None:
+            headers[H_SENT_AT] = self.sent_at
         if self.traceparent:
             headers[H_TRACEPARENT] = self.traceparent
         return headers
@@ -75,5 +85,11 @@ class Envelope(BaseModel):
     def reply(self, kind: str) -> Envelope:
         """The envelope of the answer to this message: same saga position, new message id."""
         return self.model_copy(
-            update={"kind": kind, "message_id": new_message_id(), "reply_to": "", "deadline": None}
+            update={
+                "kind": kind,
+                "message_id": new_message_id(),
+                "reply_to": "",
+                "deadline": None,
+                "sent_at": None,
+            }
         )

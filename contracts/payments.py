@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from contracts.base import Command, Reply, Start
 from contracts.money import Money
+from contracts.pan import FreeText, refuse_pan_anywhere
 
 AccountId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MerchantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-# A vault token such as "tok_4f9a...": an opaque handle, never a primary account number.
-CardToken = Annotated[str, StringConstraints(pattern=r"^tok_[A-Za-z0-9]{8,64}$")]
+# A vault token such as "tok_4f9a...": an opaque handle, never a primary account number,
+# so no run of 12-19 digits passing Luhn anywhere inside it (tok_4111111111111111).
+CardToken = Annotated[
+    str,
+    StringConstraints(pattern=r"^tok_[A-Za-z0-9]{8,64}$"),
+    AfterValidator(refuse_pan_anywhere),
+]
+# Ids the participants make up (``hold_<hex>``): signed by their issuer, and not scanned, so
+# that no id the ledger derives can ever be refused for the digits a hash happens to hold.
+IssuedId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class StartTransaction(Start):
@@ -24,7 +33,7 @@ class StartTransaction(Start):
     merchant_id: MerchantId
     amount: Money
     card_token: CardToken
-    description: str = Field(default="", max_length=200)
+    description: Annotated[FreeText, Field(max_length=200)] = ""
 
 
 class AuthorizePayment(Command):
@@ -38,14 +47,14 @@ class AuthorizePayment(Command):
 
 class PaymentAuthorized(Reply):
     KIND: ClassVar[str] = "payments.payment_authorized.v1"
-    hold_id: str
+    hold_id: IssuedId
 
 
 class VoidAuthorization(Command):
     """Release the hold. Must succeed when the authorization never happened."""
 
     KIND: ClassVar[str] = "payments.void_authorization.v1"
-    hold_id: str | None = None
+    hold_id: IssuedId | None = None
 
 
 class AuthorizationVoided(Reply):
@@ -90,7 +99,7 @@ class CheckCompliance(Command):
 
 class ComplianceApproved(Reply):
     KIND: ClassVar[str] = "payments.compliance_approved.v1"
-    attestation_id: str
+    attestation_id: IssuedId
 
 
 class RevokeAttestation(Command):
@@ -108,12 +117,12 @@ class CaptureTransaction(Command):
     """Move the held money to the merchant. The pivot: never compensated."""
 
     KIND: ClassVar[str] = "payments.capture_transaction.v1"
-    hold_id: str
+    hold_id: IssuedId
     merchant_id: MerchantId
     amount: Money
-    attestation_id: str
+    attestation_id: IssuedId
 
 
 class TransactionCaptured(Reply):
     KIND: ClassVar[str] = "payments.transaction_captured.v1"
-    capture_id: str
+    capture_id: IssuedId

@@ -38,6 +38,21 @@ class Topology(BaseModel):
         return self._name("baton.start")
 
     @property
+    def start_exchange(self) -> str:
+        """Direct; the start queue is bound with its own name as the routing key.
+
+        Callers publish here rather than to the default exchange: a broker user allowed to
+        write to ``amq.default`` can reach every queue by name, one allowed to write to this
+        exchange only the start queue.
+        """
+        return self._name("baton.start")
+
+    @property
+    def reply_prefix(self) -> str:
+        """Named reply queues of callers start with this (server-named ``amq.gen-`` too)."""
+        return self._name("baton.reply.")
+
+    @property
     def events_exchange(self) -> str:
         return self._name("baton.events")
 
@@ -62,6 +77,22 @@ class Topology(BaseModel):
         work = self.work_queues(participants)
         return work + [self.dead_letter_queue(q) for q in work]
 
+    def orchestrator_needs(self, participants: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(queues, exchanges) that must exist before an orchestrator runs: what it consumes,
+        where its commands, events and dead letters go (a missing queue drops them)."""
+        work = [self.start_queue, self.replies_queue, *map(self.command_queue, participants)]
+        dead = [self.dead_letter_queue(q) for q in (self.start_queue, self.replies_queue)]
+        return [*work, *dead], [
+            self.commands_exchange, self.events_exchange, self.dead_letter_exchange
+        ]  # fmt: skip
+
+    def participant_needs(self, participant: str) -> tuple[list[str], list[str]]:
+        """(queues, exchanges) that must exist before participant ``participant`` runs."""
+        own = self.command_queue(participant)
+        return [own, self.dead_letter_queue(own), self.replies_queue], [
+            self.replies_exchange, self.dead_letter_exchange
+        ]  # fmt: skip
+
     @property
     def exchanges(self) -> list[str]:
         return [
@@ -69,6 +100,7 @@ class Topology(BaseModel):
             self.replies_exchange,
             self.events_exchange,
             self.dead_letter_exchange,
+            self.start_exchange,
         ]
 
     @staticmethod

@@ -23,27 +23,55 @@ from aio_pika.abc import (
 )
 
 from contracts import envelope as env
+from contracts.pan import mask_pans
 from contracts.topology import Topology
 from messaging.coalesce import coalesce_frame_writes
 from messaging.codec import Wire
 from messaging.dead_marks import DeadLetterMarks
+from messaging.decoding import safe_headers, safe_property, tolerate_undecodable
+from messaging.sealing import Sealer
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+# What a passive declaration of a missing queue or exchange raises.
+NOT_FOUND = aiormq.exceptions.ChannelNotFoundEntity
+DECLARE_HINT = (
+    "run `baton declare` with the administrative broker user"
+    " (or load deploy/rabbitmq/definitions.json)"
+)
 REQUEUE_DELAY_S = 0.5  # before a message that could not be dead-lettered goes back
 
 
+def dead_letter_context(queue: str) -> str:
+    """What a sealed dead-letter body is bound to: the queue it was taken from."""
+    return f"dead-letter:{queue}"
+
+
+# Properties Baton does not carry, checked all the same: they are as poisonous when not text.
+_UNCARRIED_PROPERTIES = ("content_encoding", "user_id", "app_id", "cluster_id")
+
+
 def wire_of(message: AbstractIncomingMessage) -> Wire:
-    """The library-free view of an incoming message."""
+    """The library-free view of an incoming message, safe whatever bytes it carried.
+
+    Every property and header comes out as a value any reader can take and any publisher
+    re-encode; where the message held bytes that were not text is listed in ``undecodable``
+    (``codec.decode`` refuses such a message, so it is dead-lettered with the reason).
+    The body is not copied.
+    """
+    problems: list[str] = []
+    for name in _UNCARRIED_PROPERTIES:
+        safe_property(getattr(message, name, None), name, problems)
     return Wire(
         body=message.body,
-        kind=message.type,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        content_type=message.content_type,
-        reply_to=message.reply_to,
-        headers=dict(message.headers or {}),
+        kind=safe_property(message.type, "type", problems),
+        message_id=safe_property(message.message_id, "message_id", problems),
+        correlation_id=safe_property(message.correlation_id, "correlation_id", problems),
+        content_type=safe_property(message.content_type, "content_type", problems),
+        reply_to=safe_property(message.reply_to, "reply_to", problems),
+        headers=safe_headers(message.headers, problems),
+        undecodable=tuple(problems),
     )
 
 
@@ -97,6 +125,7 @@ class Broker:
         prefetch: int,
         queue_type: str,
         dead_marks: DeadLetterMarks | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._connection = connection
         self._publisher = publisher
@@ -107,6 +136,8 @@ class Broker:
         self._queue_type = queue_type
         # Without marks (tools, tests without Redis) a redelivered dead letter is copied again.
         self.dead_marks = dead_marks
+        # With a sealer a dead letter's body is copied encrypted: it may carry a card token.
+        self.sealer = sealer
 
     @classmethod
     async def connect(
@@ -118,19 +149,21 @@ class Broker:
         queue_type: str = "classic",
         wait_s: float = 0.0,
         dead_marks: DeadLetterMarks | None = None,
+        sealer: Sealer | None = None,
     ) -> Broker:
         """Connect; a long-running process passes ``wait_s`` to outlast a broker restart.
 
         Once connected, aio-pika's robust connection reconnects by itself; only the first
         connection needs this patience. ``dead_marks`` keeps a redelivered dead letter
-        from being copied twice.
+        from being copied twice; ``sealer`` encrypts the bodies of dead-letter copies.
         """
         coalesce_frame_writes()
+        tolerate_undecodable()  # no message's bytes may break the connection's frame reader
         connection = await _first_connection(url, wait_s)
         publisher = await connection.channel(publisher_confirms=True)
         return cls(
             connection, publisher, topology,
-            prefetch=prefetch, queue_type=queue_type, dead_marks=dead_marks,
+            prefetch=prefetch, queue_type=queue_type, dead_marks=dead_marks, sealer=sealer,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -175,15 +208,79 @@ class Broker:
             await queue.bind(exchange, routing_key)
 
     async def declare(self, participants: Iterable[str] = ()) -> None:
-        """Declare the whole topology (idempotent): exchanges, queues, dead-letter queues."""
+        """Declare the whole topology (idempotent): exchanges, queues, dead-letter queues.
+
+        Needs a broker user with configure rights (``baton declare``'s administrative
+        user); the running services only check that the topology exists (``wait_for``).
+        """
         t = self.topology
         commands = await self._exchange(t.commands_exchange, aio_pika.ExchangeType.DIRECT)
         replies = await self._exchange(t.replies_exchange, aio_pika.ExchangeType.DIRECT)
+        starts = await self._exchange(t.start_exchange, aio_pika.ExchangeType.DIRECT)
         await self._exchange(t.events_exchange, aio_pika.ExchangeType.TOPIC)
         await self._queue(t.replies_queue, replies, t.replies_queue)
-        await self._queue(t.start_queue, None, t.start_queue)  # fed by queue name
+        # fed by queue name through the default exchange too (admin tools, older callers)
+        await self._queue(t.start_queue, starts, t.start_queue)
         for name in participants:
             await self._queue(t.command_queue(name), commands, t.command_routing_key(name))
+
+    async def missing(self, queues: Iterable[str], exchanges: Iterable[str] = ()) -> list[str]:
+        """The named queues and exchanges that do not exist, checked passively.
+
+        A passive declaration needs no permission, so the least-privileged user of a
+        running service can ask. Each check gets its own short-lived channel: a missing
+        object closes the channel it was asked on.
+        """
+        absent: list[str] = []
+        for kind, names in (("queue", queues), ("exchange", exchanges)):
+            for name in names:
+                if not await self._exists(kind, name):
+                    absent.append(f"{kind} {name}")
+        return absent
+
+    async def _exists(self, kind: str, name: str) -> bool:
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+            if kind == "queue":
+                await underlay.queue_declare(name, passive=True)
+            else:
+                await underlay.exchange_declare(name, passive=True)
+        except NOT_FOUND:
+            return False
+        finally:
+            with suppress(Exception):
+                await channel.close()
+        return True
+
+    async def wait_for(
+        self,
+        queues: Iterable[str],
+        exchanges: Iterable[str],
+        stop: asyncio.Event,
+        *,
+        retry_s: float = 2.0,
+    ) -> bool:
+        """Wait until every named queue and exchange exists; False if ``stop`` came first.
+
+        The running services never declare: the topology is ``baton declare``'s (or the
+        broker's definitions file's). Until it is there, say so, and what to run.
+        """
+        queues, exchanges = list(queues), list(exchanges)
+        delay = retry_s
+        while not stop.is_set():
+            try:
+                absent = await self.missing(queues, exchanges)
+            except Exception as exc:  # the connection dropped: the robust one comes back
+                log.warning("topology_check_failed", error=str(exc) or type(exc).__name__)
+            else:
+                if not absent:
+                    return True
+                log.warning("topology_missing", missing=absent, hint=DECLARE_HINT, retry_in_s=delay)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+        return False
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -224,6 +321,10 @@ class Broker:
         copy cannot be published (the broker is going away), or the marks cannot be read, the
         original goes back to its queue, to be judged again and dead-lettered with its reason
         later: rejecting it would keep it too, but without the reason.
+
+        With a sealer the copy's body is sealed whole (a malformed body cannot be searched
+        for fields), bound to ``queue``, and marked with ``H_SEALED``; the reason has any
+        card number masked. ``baton dlq replay`` opens it before republishing.
         """
         original = wire_of(message)
         try:
@@ -236,11 +337,19 @@ class Broker:
             log.info("dead_letter_already_copied", queue=queue, message_id=original.message_id)
             await message.ack()
             return
-        if not await self._copy(original, queue, reason):
+        if not await self._copy(self._sealed(original, queue), queue, mask_pans(reason)):
             await _requeue(message)
             return
         await self._remember(queue, original)
         await message.ack()
+
+    def _sealed(self, wire: Wire, queue: str) -> Wire:
+        """The body as the dead-letter queue keeps it: sealed when the broker can seal."""
+        if self.sealer is None:
+            return wire
+        body = self.sealer.seal(wire.body, dead_letter_context(queue)).encode()
+        headers = {**wire.headers, env.H_SEALED: self.sealer.active_key_id}
+        return replace(wire, body=body, headers=headers)
 
     async def _copied(self, queue: str, wire: Wire) -> bool:
         return self.dead_marks is not None and await self.dead_marks.copied(queue, wire)
@@ -274,9 +383,14 @@ class Broker:
     async def consume(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
         """Start consuming ``queue`` on its own channel; ``handler`` must ack or reject."""
         channel = await self._connection.channel(publisher_confirms=False)
-        await channel.set_qos(prefetch_count=prefetch or self._prefetch)
-        declared = await channel.declare_queue(queue, passive=True)
-        tag = await declared.consume(handler, no_ack=False)
+        try:
+            await channel.set_qos(prefetch_count=prefetch or self._prefetch)
+            declared = await channel.declare_queue(queue, passive=True)  # never creates it
+            tag = await declared.consume(handler, no_ack=False)
+        except BaseException:  # missing queue, refused permission: no channel left behind
+            with suppress(Exception):
+                await channel.close()
+            raise
         self._consumers.append((declared, tag))
 
     async def stop_consuming(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +30,9 @@ class Wire:
     content_type: str | None = CONTENT_TYPE
     reply_to: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    # Where the message held bytes that were not text ("property type", "header x-baton-step"):
+    # such a message is refused as undecodable before anything else is read from it.
+    undecodable: tuple[str, ...] = ()
 
 
 def encode(envelope: Envelope, body: Contract) -> Wire:
@@ -44,8 +48,18 @@ def encode(envelope: Envelope, body: Contract) -> Wire:
 
 
 def _text(headers: Mapping[str, Any], name: str) -> str:
-    value = headers.get(name, "")
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A header Baton writes as text. AMQP allows any type there: only text-like ones pass."""
+    value = headers.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            raise ContractError("undecodable_header", name) from None
+    if isinstance(value, str | int | float | Decimal):  # bool is an int
+        return str(value)
+    raise ContractError("invalid_headers", f"{name}: {type(value).__name__}, not text")
 
 
 def _envelope(wire: Wire, *, require_saga: bool) -> Envelope:
@@ -68,11 +82,18 @@ def _envelope(wire: Wire, *, require_saga: bool) -> Envelope:
             compensates=_text(headers, env.H_COMPENSATES),
             attempt=headers.get(env.H_ATTEMPT, 0),
             deadline=headers.get(env.H_DEADLINE),
+            sent_at=headers.get(env.H_SENT_AT),
             traceparent=_text(headers, env.H_TRACEPARENT),
             reply_to=wire.reply_to or "",
         )
     except ValidationError as exc:
         raise ContractError("invalid_headers", _summary(exc)) from exc
+
+
+def _undecodable(places: tuple[str, ...]) -> ContractError:
+    """``undecodable_property`` when a property was not text, else ``undecodable_header``."""
+    kind = "property" if any(p.startswith("property ") for p in places) else "header"
+    return ContractError(f"undecodable_{kind}", ", ".join(places)[:300])
 
 
 def _summary(exc: ValidationError) -> str:
@@ -84,6 +105,8 @@ def _summary(exc: ValidationError) -> str:
 
 def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract]:
     """Validate headers and body. Raises ContractError with a short reason code."""
+    if wire.undecodable:
+        raise _undecodable(wire.undecodable)
     if len(wire.body) > MAX_BODY_BYTES:
         raise ContractError("body_too_large", f"{len(wire.body)} bytes")
     if wire.content_type not in (None, "", CONTENT_TYPE):

@@ -7,6 +7,12 @@
   x ConcurrencyConflict  saga changed under us                   -> reload, decide again
   x DefinitionError      invalid saga definition                 -> refuse to load / start
   x UnknownSaga          a message names a saga we do not hold   -> dead-letter queue
+  x SealingKeyError      sealing keys missing or malformed       -> refuse to start
+  x SealedValueError     a sealed value that cannot be opened    -> the read fails, loudly
+  x SigningKeyError      signing keys missing or malformed       -> refuse to start
+
+A message that fails authentication (unsigned, unknown key, bad signature, wrong sender) is
+a ContractError: dead-lettered with its reason, never answered.
 """
 
 from __future__ import annotations
@@ -56,3 +62,15 @@ class UnknownSaga(BatonError):
     def __init__(self, saga_id: str) -> None:
         super().__init__(f"unknown saga {saga_id}")
         self.saga_id = saga_id
+
+
+class SealingKeyError(BatonError):
+    """No usable key to encrypt sensitive fields at rest; the message names the variable."""
+
+
+class SealedValueError(BatonError):
+    """A sealed value did not open: unknown key id, tampered, or moved to another place."""
+
+
+class SigningKeyError(BatonError):
+    """No usable key to sign or verify messages with; the message names the variable."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Literal
 
-from pydantic import AmqpDsn, BaseModel, Field, RedisDsn, field_validator
+from pydantic import AmqpDsn, BaseModel, Field, RedisDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import Topology
+from messaging.errors import SigningKeyError
 
 NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]*")  # the characters Settings.namespace may use
 
@@ -19,6 +22,9 @@ class RabbitSettings(BaseModel):
     queue_type: Literal["classic", "quorum"] = "classic"
     # How long the orchestrator and participants wait for RabbitMQ when they start.
     connect_wait_s: float = Field(default=300.0, ge=0)
+    # Failures of one message (a handler raising, not a dependency's outage) before it is
+    # dead-lettered as poison instead of requeued again.
+    poison_after: int = Field(default=5, ge=1, le=1000)
 
 
 class RedisSettings(BaseModel):
@@ -32,6 +38,9 @@ class LogSettings(BaseModel):
 
 class MetricsSettings(BaseModel):
     port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+    # Loopback unless told: /metrics and /healthz are for this host's scraper. Containers set
+    # 0.0.0.0 (docker-compose, deploy/k8s), where the network policy decides who may scrape.
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
 
 
 class OrchestratorSettings(BaseModel):
@@ -45,6 +54,8 @@ class OrchestratorSettings(BaseModel):
     outbox_grace_s: float = Field(default=2.0, gt=0)  # an entry older than this is swept
     stuck_after_s: float = Field(default=300.0, gt=0)
     state_interval_s: float = Field(default=5.0, gt=0)  # refresh of the shared-state gauges
+    # A start sent (x-baton-sent-at) longer ago than this is refused: rejected, dead-lettered.
+    start_ttl_s: float = Field(default=300.0, gt=0)
 
 
 class ParticipantSettings(BaseModel):
@@ -53,7 +64,8 @@ class ParticipantSettings(BaseModel):
     fail_rate: float = Field(default=0.0, ge=0, le=1)  # injected business refusals
     error_rate: float = Field(default=0.0, ge=0, le=1)  # injected transient errors
     crash_rate: float = Field(default=0.0, ge=0, le=1)  # injected hard exits mid-handling
-    slow_ms: int = Field(default=0, ge=0)  # injected latency per command
+    slow_ms: int = Field(default=0, ge=0)  # injected latency per command ...
+    slow_rate: float = Field(default=1.0, ge=0, le=1)  # ... for this share of commands
     inbox_ttl_s: int = Field(default=30 * 24 * 3600, ge=1)  # outcomes and tombstones
     # One delivery at a time per effect: its lease, renewed every lease_s/3 while it runs.
     lease_s: float = Field(default=10.0, gt=0)
@@ -72,6 +84,49 @@ class ChaosSettings(BaseModel):
 
     crash_points: list[str] = []  # e.g. after_commit, after_publish, compensating
     crash_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class SealingSettings(BaseModel):
+    """Keys that encrypt sensitive fields at rest (saga state, outbox, dead letters).
+
+    ``keys`` is JSON ``{key_id: base64 of 32 random bytes}``; ``active`` names the one new
+    values are sealed with (optional with a single key). Older keys stay listed until no
+    stored value uses them: that is the rotation. Secret: never logged or echoed.
+    """
+
+    keys: SecretStr = SecretStr("")
+    active: str = ""
+
+
+class SigningSettings(BaseModel):
+    """This process's message-signing key and the public keys it trusts (docs/operations.md).
+
+    ``private_key`` is base64 of a raw 32-byte Ed25519 seed; ``public_keys`` is JSON
+    ``{signer: {key_id: base64 of the raw 32-byte public key}}``, two key ids for one signer
+    during a rotation. ``file`` names a JSON file holding any of these fields (one mounted
+    secret); a field set in the environment wins over the file. Secret: never logged or echoed.
+    """
+
+    signer: str = Field(default="", max_length=64)  # "": the role (orchestrator, participant, cli)
+    key_id: str = Field(default="", max_length=64)
+    private_key: SecretStr | None = None
+    public_keys: dict[str, dict[str, str]] = {}
+    upstreams: list[str] = ["cli"]  # the signers whose starts the orchestrator accepts
+    file: str = ""
+
+    def resolved(self) -> SigningSettings:
+        """These settings, with what the environment left unset taken from ``file``."""
+        if not self.file:
+            return self
+        try:
+            data = dict(json.loads(Path(self.file).read_text()))
+            merged = {**data, **self.model_dump(exclude_unset=True, exclude={"file"})}
+            return SigningSettings.model_validate(merged)
+        except (OSError, ValueError, TypeError) as exc:  # never the content: it holds a secret
+            raise SigningKeyError(
+                f"BATON_SIGNING__FILE {self.file}: not a readable signing file "
+                f"({type(exc).__name__})"
+            ) from None
 
 
 class Settings(BaseSettings):
@@ -93,6 +148,8 @@ class Settings(BaseSettings):
     orchestrator: OrchestratorSettings = OrchestratorSettings()
     participant: ParticipantSettings = ParticipantSettings()
     chaos: ChaosSettings = ChaosSettings()
+    signing: SigningSettings = SigningSettings()
+    sealing: SealingSettings = SealingSettings()
 
     @field_validator("namespace")
     @classmethod

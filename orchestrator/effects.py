@@ -14,7 +14,11 @@ from orchestrator.state import SagaState
 
 @dataclass(frozen=True, slots=True)
 class ReplyReceived:
-    """A participant answered. ``failure`` is set for a StepFailed body."""
+    """A participant answered. ``failure`` is set for a StepFailed body.
+
+    ``sender`` is the verified signer of the reply: only the participant the step names may
+    answer it (anything else is ignored as ``wrong_sender``).
+    """
 
     step: str
     phase: Phase
@@ -23,6 +27,7 @@ class ReplyReceived:
     body: dict[str, Any]
     failure_reason: str | None = None
     retriable: bool = False
+    sender: str = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,8 @@ class SendCommand:
     compensates: str
     kind: str
     body: dict[str, Any]
-    deadline: float
+    deadline: float  # when the engine stops waiting for this attempt's reply
+    expires_at: float  # when a participant drops it unhandled (x-baton-deadline)
 
 
 @dataclass(frozen=True, slots=True)

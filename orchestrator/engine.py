@@ -21,6 +21,7 @@ Rules (design.md §5):
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from contracts.base import Start
 from contracts.envelope import Phase
 from contracts.events import Lifecycle, SagaEvent
+from contracts.pan import mask_pans
 from contracts.registry import contract_for
 from messaging.tracing import trace_id
 from orchestrator.definition import Action, SagaDefinition, StepDefinition
@@ -43,6 +45,9 @@ from orchestrator.effects import (
     Tick,
 )
 from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
+
+COMMAND_TTL_TIMEOUTS = 4
+MIN_COMMAND_TTL_S = 30.0
 
 # Statuses of a compensatable step that must be undone when the saga compensates: it was
 # sent and its latest effect is not known to be absent (only a final refusal says that).
@@ -79,6 +84,17 @@ def timed_out_command(state: SagaState, now: float) -> str | None:
     )
 
 
+def command_ttl_s(timeout_s: float) -> float:
+    """How long a sent command stays worth handling: ``max(4 x timeout, 30 s)``.
+
+    Not the reply timeout: a command that waited in a backlog longer than that is still the
+    one the engine wants, and dropping it would only queue its retry behind the same backlog
+    (a congestion collapse the fault suite provoked). Past this a newer attempt of the same
+    effect is queued behind it, and the participant drops it at the cost of one read.
+    """
+    return max(COMMAND_TTL_TIMEOUTS * timeout_s, MIN_COMMAND_TTL_S)
+
+
 def noteworthy(attempt: int) -> bool:
     """Whether an attempt's routine entries (sent, timed out, retry) go into the history:
     the first four, then powers of two, so an hour-long outage adds a dozen lines, not
@@ -113,7 +129,10 @@ class _Draft:
     def note(
         self, what: str, step: str = "", phase: str = "", attempt: int = 0, detail: str = ""
     ) -> None:
-        self.history.append(HistoryEntry(self.now, what, step, phase, attempt, detail[:500]))
+        # History is kept in clear for the retention: no card number, whatever the source
+        # (a refusal reason, an operator's note).
+        entry = HistoryEntry(self.now, what, step, phase, attempt, mask_pans(detail)[:500])
+        self.history.append(entry)
 
     def decision(self) -> Decision:
         wake = _wake_at(self.definition, self.state)
@@ -183,7 +202,7 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
     try:
         body = _build(action, d.state)
     except (KeyError, TypeError, ValidationError) as exc:
-        _fail_to_build(d, step_name, phase, f"invalid_payload: {exc}")
+        _fail_to_build(d, step_name, phase, f"invalid_payload: {_why(exc)}")
         return
     sid = d.state.saga_id
     record = d.state.steps[step_name]
@@ -204,6 +223,7 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
             kind=action.command,
             body=body,
             deadline=d.now + action.timeout_s,
+            expires_at=d.now + command_ttl_s(action.timeout_s),
         )
     )
     if phase == "forward":
@@ -227,6 +247,16 @@ def _send(d: _Draft, step_name: str, phase: Phase, attempt: int) -> None:
     )
     if noteworthy(attempt):
         d.note("sent", step_name, phase, attempt, action.command)
+
+
+def _why(exc: Exception) -> str:
+    """What failed, never the values: a validation error's text quotes the input (a token)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in exc.errors(include_input=False)[:5]
+        )
+    return str(exc)  # a missing key or a wrong type: names, not values
 
 
 def _fail_to_build(d: _Draft, step_name: str, phase: Phase, reason: str) -> None:
@@ -439,8 +469,18 @@ def _retry_or_give_up(d: _Draft, waiting: Waiting, reason: str, *, outcome_unkno
 # -- events -------------------------------------------------------------------------------
 
 
+def _sent_by_its_participant(definition: SagaDefinition, reply: ReplyReceived) -> bool:
+    """Whether the reply's verified signer is the participant its step names."""
+    try:
+        return definition.step(reply.step).participant == reply.sender
+    except KeyError:  # no such step: nobody may answer it
+        return False
+
+
 def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
     waiting = d.state.waiting
+    if not _sent_by_its_participant(d.definition, reply):
+        return Decision(d.state, ignored="wrong_sender")
     if d.state.status.is_finished:
         return Decision(d.state, ignored="saga_finished")
     if (
@@ -454,9 +494,7 @@ def _on_reply(d: _Draft, reply: ReplyReceived) -> Decision:
     step = d.definition.step(waiting.step)
     expected = _action(step, waiting.phase).reply
     if reply.failure_reason is None and reply.kind != expected:
-        reply = ReplyReceived(
-            reply.step, reply.phase, reply.attempt, reply.kind, {}, "unexpected_reply", True
-        )
+        reply = replace(reply, body={}, failure_reason="unexpected_reply", retriable=True)
     reason = reply.failure_reason
     if reason is None:
         _succeeded(d, step, waiting, reply)

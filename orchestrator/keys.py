@@ -16,6 +16,7 @@ HISTORY = "history"  # list: one compact JSON array per HistoryEntry
 DEADLINES = "deadlines"  # zset per shard: saga id -> wake_at
 OUTBOX = "outbox"  # hash per shard: entry id -> OutboxEntry.dumps()
 OUTBOX_AT = "outbox:at"  # zset per shard: entry id -> enqueue time (state.updated_at)
+OUTBOX_CLAIMED = "outbox:claimed"  # zset per shard: entry id -> until when a sweeper has it
 STATUS = "status"  # zset per shard and status: saga id -> updated_at
 
 
@@ -57,6 +58,9 @@ class KeySpace:
 
     def outbox_at(self, shard: int) -> str:
         return f"{self._base(shard)}:{OUTBOX_AT}"
+
+    def outbox_claimed(self, shard: int) -> str:
+        return f"{self._base(shard)}:{OUTBOX_CLAIMED}"
 
     def status(self, shard: int, status: SagaStatus) -> str:
         return f"{self._base(shard)}:{STATUS}:{status.value}"

@@ -1,4 +1,8 @@
-"""Effects turned into messages ready to publish, stored in the outbox by the same write."""
+"""Effects turned into messages ready to publish, stored in the outbox by the same write.
+
+Each message is signed here, when its entry is built, so the sweeper republishes exactly the
+bytes that were signed (docs/protocol.md, "Signatures").
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from contracts.envelope import Envelope, new_message_id
 from contracts.registry import contract_for
 from contracts.topology import Topology
 from messaging.codec import Wire
+from messaging.signing import Keyring, binary32_up
 from messaging.tracing import child
 from orchestrator.effects import Effect, EmitEvent, SendCommand
 from orchestrator.engine import command_message_id
@@ -70,7 +75,9 @@ def _attributes(state: SagaState, effect: SendCommand) -> dict[str, str | int]:
     }
 
 
-def _command(topology: Topology, state: SagaState, effect: SendCommand) -> OutboxEntry:
+def _command(
+    topology: Topology, state: SagaState, effect: SendCommand, keyring: Keyring
+) -> OutboxEntry:
     # model_construct: every value comes from the engine's own checked state, and this runs
     # for every outgoing message (participants validate what they receive)
     envelope = Envelope.model_construct(
@@ -83,7 +90,10 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
         effect_id=effect.effect_id,
         compensates=effect.compensates,
         attempt=effect.attempt,
-        deadline=effect.deadline,
+        # AMQP carries it in single precision (a 128 s grid at today's epoch): rounded up to
+        # it, so a command never expires before the engine meant, and the value signed is
+        # exactly the one that arrives
+        deadline=binary32_up(effect.expires_at),
         # each command is a child span of the saga's: same trace id, a span id of its own
         traceparent=_hop(state, f"send {effect.kind}", _attributes(state, effect)),
     )
@@ -98,11 +108,13 @@ def _command(topology: Topology, state: SagaState, effect: SendCommand) -> Outbo
         state.saga_id,
         topology.commands_exchange,
         topology.command_routing_key(effect.participant),
-        wire,
+        keyring.sign(wire),
     )
 
 
-def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[OutboxEntry]:
+def _events(
+    topology: Topology, state: SagaState, effect: EmitEvent, keyring: Keyring
+) -> list[OutboxEntry]:
     body = effect.event.model_dump_json().encode()
     envelope = Envelope.model_construct(
         kind=effect.event.KIND,
@@ -115,23 +127,28 @@ def _events(topology: Topology, state: SagaState, effect: EmitEvent) -> list[Out
     )
     routing = topology.event_routing_key(state.saga, effect.event.event)
     entries = [
-        OutboxEntry(envelope.message_id, state.saga_id, topology.events_exchange, routing, wire)
-    ]
+        OutboxEntry(
+            envelope.message_id, state.saga_id, topology.events_exchange, routing,
+            keyring.sign(wire),
+        )
+    ]  # fmt: skip
     if effect.final and state.reply_to:
         reply_id = new_message_id()
         reply = Wire(body, effect.event.KIND, reply_id, state.saga_id, headers=envelope.headers())
-        entries.append(OutboxEntry(reply_id, state.saga_id, "", state.reply_to, reply))
+        entries.append(
+            OutboxEntry(reply_id, state.saga_id, "", state.reply_to, keyring.sign(reply))
+        )
     return entries
 
 
 def outbox_entries(
-    topology: Topology, state: SagaState, effects: tuple[Effect, ...]
+    topology: Topology, state: SagaState, effects: tuple[Effect, ...], keyring: Keyring
 ) -> list[OutboxEntry]:
-    """The messages for a decision's effects, in order."""
+    """The messages for a decision's effects, in order, each signed with ``keyring``."""
     entries: list[OutboxEntry] = []
     for effect in effects:
         if isinstance(effect, SendCommand):
-            entries.append(_command(topology, state, effect))
+            entries.append(_command(topology, state, effect, keyring))
         else:
-            entries.extend(_events(topology, state, effect))
+            entries.extend(_events(topology, state, effect, keyring))
     return entries

@@ -19,6 +19,7 @@ from orchestrator.effects import HistoryEntry
 from orchestrator.keys import KeySpace
 from orchestrator.outbox import OutboxEntry
 from orchestrator.script_batch import ScriptBatch
+from orchestrator.sealed_fields import SealedFields
 from orchestrator.state import SagaState, SagaStatus
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600
@@ -43,19 +44,34 @@ def _score(value: float) -> str:
 
 
 class RedisSagaStore:
-    """Sagas in Redis, every key of one transition in one shard's hash slot."""
+    """Sagas in Redis, every key of one transition in one shard's hash slot.
+
+    With ``sealed`` (every composition root passes it) sensitive input fields and outbox
+    payloads are encrypted before the script writes them and opened after a read; without
+    it (tests of other concerns) they are stored as they are.
+    """
 
     def __init__(
-        self, client: aioredis.Redis, *, namespace: str, shards: int, retention_s: int
+        self,
+        client: aioredis.Redis,
+        *,
+        namespace: str,
+        shards: int,
+        retention_s: int,
+        sealed: SealedFields | None = None,
     ) -> None:
         if retention_s < 1:
             raise ValueError("retention_s must be at least 1")
         self._redis = client
+        self._sealed = sealed
         self.keys = KeySpace(namespace, shards)
         self._retention_s = retention_s
         self._scripts = ScriptBatch(
             client,
-            {name: _script(f"{name}.lua") for name in ("transition", "outbox_done")},
+            {
+                name: _script(f"{name}.lua")
+                for name in ("transition", "outbox_done", "outbox_claim")
+            },
         )
 
     @classmethod
@@ -67,11 +83,14 @@ class RedisSagaStore:
         namespace: str,
         shards: int = 16,
         retention_s: int = DEFAULT_RETENTION_S,
+        sealed: SealedFields | None = None,
     ) -> AsyncIterator[RedisSagaStore]:
         """A store that owns its client and closes it on exit."""
         client = aioredis.Redis.from_url(url)
         try:
-            yield cls(client, namespace=namespace, shards=shards, retention_s=retention_s)
+            yield cls(
+                client, namespace=namespace, shards=shards, retention_s=retention_s, sealed=sealed
+            )
         finally:
             await client.aclose()
 
@@ -116,10 +135,11 @@ class RedisSagaStore:
             *(self.keys.status(shard, status) for status in STATUSES),
         ]
         expires = state.status.expires
+        stored = state if self._sealed is None else self._sealed.seal_state(state)
         args: list[str | int] = [
             expected,
             state.version,
-            state.model_dump_json(exclude_defaults=True),  # a pending step is just {}
+            stored.model_dump_json(exclude_defaults=True),  # a pending step is just {}
             state.saga_id,
             state.status.value,
             _score(state.updated_at),
@@ -128,7 +148,7 @@ class RedisSagaStore:
             _score(state.updated_at - self._retention_s),
             *(status.value for status in STATUSES),
             *_history_args(history),
-            *_outbox_args(outbox),
+            *_outbox_args(outbox, self._sealed),
         ]
         return bool(await self._scripts.call("transition", keys, args))
 
@@ -153,7 +173,11 @@ class RedisSagaStore:
             *(
                 self._scripts.call(
                     "outbox_done",
-                    (self.keys.outbox(shard), self.keys.outbox_at(shard)),
+                    (
+                        self.keys.outbox(shard),
+                        self.keys.outbox_at(shard),
+                        self.keys.outbox_claimed(shard),
+                    ),
                     ids[i : i + DONE_CHUNK],
                     ride_within_s=ride_within_s,
                 )
@@ -181,16 +205,26 @@ class RedisSagaStore:
 
     async def load(self, saga_id: str) -> SagaState | None:
         raw = await self._redis.hget(self.keys.saga(saga_id), "state")
-        return None if raw is None else SagaState.model_validate_json(raw)
+        if raw is None:
+            return None
+        state = SagaState.model_validate_json(raw)
+        return state if self._sealed is None else self._sealed.open_state(state)
 
     async def history(self, saga_id: str) -> list[dict[str, str]]:
         entries = await self._redis.lrange(self.keys.history(saga_id), 0, -1)
         return [dict(zip(HISTORY_FIELDS, json.loads(entry), strict=True)) for entry in entries]
 
-    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
-        """Earliest first across shards: one round trip for the ids, one for the payloads."""
+    async def outbox_pending(
+        self, enqueued_before: float, limit: int, *, claim: tuple[float, float] | None = None
+    ) -> list[OutboxEntry]:
+        """Earliest first across shards: one round trip for the ids, one for the payloads.
+
+        With ``claim`` = (now, until) only entries no other sweeper holds a live claim on,
+        each claimed until then (one more round trip, per shard in parallel)."""
         keys = [self.keys.outbox_at(shard) for shard in self.keys.all_shards()]
         found = await self._earliest(keys, f"({_score(enqueued_before)}", limit)
+        if found and claim is not None:
+            found = await self._claim(found, *claim)
         if not found:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -198,7 +232,30 @@ class RedisSagaStore:
                 pipe.hget(self.keys.outbox(shard), entry_id)
             payloads: list[Any] = await pipe.execute()
         # an entry marked done between the two round trips is simply gone
-        return [OutboxEntry.loads(raw) for raw in payloads if raw is not None]
+        return [
+            OutboxEntry.loads(raw if self._sealed is None else self._sealed.open_entry(eid, raw))
+            for (_, eid, _), raw in zip(found, payloads, strict=True)
+            if raw is not None
+        ]
+
+    async def _claim(
+        self, found: list[tuple[float, str, int]], now: float, until: float
+    ) -> list[tuple[float, str, int]]:
+        by_shard: dict[int, list[str]] = {}
+        for _, entry_id, shard in found:
+            by_shard.setdefault(shard, []).append(entry_id)
+        answers = await asyncio.gather(
+            *(
+                self._scripts.call(
+                    "outbox_claim",
+                    (self.keys.outbox_claimed(shard),),
+                    [_score(now), _score(until), *ids],
+                )
+                for shard, ids in by_shard.items()
+            )
+        )
+        claimed = {_text(entry_id) for answer in answers for entry_id in answer}
+        return [row for row in found if row[1] in claimed]
 
     async def outbox_oldest_age(self, now: float) -> float:
         """One pipelined round trip: the lowest enqueue time of each shard's outbox index."""
@@ -263,8 +320,8 @@ def _history_args(history: Sequence[HistoryEntry]) -> Iterable[str | int]:
         yield json.dumps([fields[name] for name in HISTORY_FIELDS], separators=(",", ":"))
 
 
-def _outbox_args(outbox: Sequence[OutboxEntry]) -> Iterable[str | int]:
+def _outbox_args(outbox: Sequence[OutboxEntry], sealed: SealedFields | None) -> Iterable[str | int]:
     yield len(outbox)
     for entry in outbox:
         yield entry.id
-        yield entry.dumps()
+        yield entry.dumps() if sealed is None else sealed.seal_entry(entry.id, entry.dumps())

@@ -12,18 +12,21 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.base import Start, StepFailed
-from contracts.envelope import new_message_id
+from contracts.envelope import Envelope, new_message_id
 from contracts.events import SagaEvent
-from messaging.amqp import Broker, wire_of
+from messaging.amqp import DECLARE_HINT, NOT_FOUND, Broker, wire_of
 from messaging.codec import Wire, decode
 from messaging.errors import ConcurrencyConflict, ContractError, DefinitionError, UnknownSaga
+from messaging.poison import POISON_AFTER, FailureCounts, counts_as_poison, poison_reason
+from messaging.signing import UNAUTHENTIC, Keyring
 from messaging.tracing import child, trace_id
 from orchestrator.answers import idempotency_key_of, safe_reply_to
 from orchestrator.catalog import Catalog, saga_id_for
@@ -58,7 +61,9 @@ class RunnerConfig:
     stuck_after_s: float = 300.0
     due_batch: int = 200
     state_interval_s: float = 5.0  # how often the shared-state gauges are read from the store
+    start_ttl_s: float = 300.0  # a start sent longer ago is refused (start_expired)
     stuck_cap: int = 1000  # stuck sagas counted per status, at most (keeps the read cheap)
+    poison_after: int = POISON_AFTER  # failures of one message before it is dead-lettered
 
 
 class Orchestrator:
@@ -70,6 +75,7 @@ class Orchestrator:
         store: SagaStore,
         broker: Broker,
         *,
+        keyring: Keyring,
         config: RunnerConfig | None = None,
         metrics: OrchestratorMetrics | None = None,
         clock: Clock = time.time,
@@ -79,6 +85,8 @@ class Orchestrator:
         self._store = store
         self._broker = broker
         self._topology = broker.topology
+        # signs everything this replica publishes; verifies starts (upstreams) and replies
+        self._keyring = keyring
         self._config = config or RunnerConfig()
         self.metrics = metrics or OrchestratorMetrics()
         self.metrics.register(catalog.all())
@@ -111,7 +119,7 @@ class Orchestrator:
             if decision.ignored:
                 self.metrics.ignored.labels(decision.ignored).inc()
                 return decision
-            outbox = outbox_entries(self._topology, decision.state, decision.effects)
+            outbox = outbox_entries(self._topology, decision.state, decision.effects, self._keyring)
             try:
                 written = await self._store.commit(
                     state.version, decision.state, decision.history, outbox
@@ -166,10 +174,14 @@ class Orchestrator:
         await self._marks.mark(saga_id, [e.id for e in outbox])
 
     async def handle_start(self, wire: Wire) -> str:
-        """Start a saga from a Start message; a repeated idempotency key starts nothing."""
+        """Start a saga from a Start message; a repeated idempotency key starts nothing.
+
+        Only a start signed by one of the configured upstreams is read at all."""
+        self._keyring.verify_from(wire, self._keyring.upstreams, "starts")
         envelope, body = decode(wire, require_saga=False)
         if not isinstance(body, Start):
             raise ContractError("not_a_start_message", envelope.kind)
+        self._refuse_expired(envelope)
         definition = self._catalog.for_trigger(envelope.kind)
         if definition is None:
             raise ContractError("no_saga_for_type", envelope.kind)
@@ -184,10 +196,10 @@ class Orchestrator:
             saga_id,
             body,
             self._clock(),
-            reply_to=wire.reply_to or "",
+            reply_to=safe_reply_to(wire.reply_to or "", self._topology),
             traceparent=traceparent,
         )
-        outbox = outbox_entries(self._topology, decision.state, decision.effects)
+        outbox = outbox_entries(self._topology, decision.state, decision.effects, self._keyring)
         if await self._store.create(decision.state, decision.history, outbox):
             self._remember(decision.state.model_copy(update={"version": 1}))
             self.metrics.observe(decision)
@@ -203,6 +215,16 @@ class Orchestrator:
         await self._answer_duplicate(definition, existing, wire.reply_to or "")
         return "duplicate_start"
 
+    def _refuse_expired(self, envelope: Envelope) -> None:
+        """A start sent longer than ``start_ttl_s`` ago, or past its own deadline, starts
+        nothing: its caller has likely given up (answered ``rejected``, ``start_expired``)."""
+        now, ttl = self._clock(), self._config.start_ttl_s
+        if envelope.sent_at is not None and now - envelope.sent_at > ttl:
+            age = now - envelope.sent_at
+            raise ContractError("start_expired", f"sent {age:.0f} s ago (limit {ttl:g} s)")
+        if envelope.deadline is not None and now > envelope.deadline:
+            raise ContractError("start_expired", "past its x-baton-deadline")
+
     async def _answer_duplicate(
         self, definition: SagaDefinition, existing: SagaState, reply_to: str
     ) -> None:
@@ -211,8 +233,8 @@ class Orchestrator:
         redelivery answers again."""
         defined = self._catalog.get(existing.saga, existing.definition_version) or definition
         event = EmitEvent(describe(defined, existing, "duplicate"), final=True)
-        answer = existing.model_copy(update={"reply_to": safe_reply_to(reply_to)})
-        entries = outbox_entries(self._topology, answer, (event,))
+        answer = existing.model_copy(update={"reply_to": safe_reply_to(reply_to, self._topology)})
+        entries = outbox_entries(self._topology, answer, (event,), self._keyring)
         await self._broker.publish_many((e.wire, e.exchange, e.routing_key) for e in entries)
 
     async def _answer_rejected_start(self, wire: Wire, reason: str) -> None:
@@ -234,15 +256,19 @@ class Orchestrator:
         routes = [
             (self._topology.events_exchange, self._topology.event_routing_key(saga, "rejected"))
         ]
-        if reply_to := safe_reply_to(wire.reply_to or ""):
+        if reply_to := safe_reply_to(wire.reply_to or "", self._topology):
             routes.append(("", reply_to))
         with suppress(Exception):
             await self._broker.publish_many(
-                (Wire(body, event.KIND, new_message_id(), event.saga_id), exchange, key_)
+                (self._keyring.sign(Wire(body, event.KIND, new_message_id(), event.saga_id)),
+                 exchange, key_)
                 for exchange, key_ in routes
-            )
+            )  # fmt: skip
 
     async def handle_reply(self, wire: Wire) -> str:
+        """Apply a reply, read only once its signature is verified; the engine then accepts
+        it only from the participant its step names (else ``wrong_sender``, dead-lettered)."""
+        sender = self._keyring.verify(wire)
         envelope, body = decode(wire)
         structlog.contextvars.bind_contextvars(
             saga_id=envelope.saga_id,
@@ -261,8 +287,11 @@ class Orchestrator:
             body={} if failure else body.model_dump(mode="json"),
             failure_reason=failure.reason if failure else None,
             retriable=failure.retriable if failure else False,
+            sender=sender,
         )
         decision = await self.apply(envelope.saga_id, event)
+        if decision.ignored == "wrong_sender":
+            raise ContractError("wrong_sender", f"{sender} does not run step {envelope.step}")
         return decision.ignored or "applied"
 
     # -- consuming ---------------------------------------------------------------------------
@@ -289,34 +318,59 @@ class Orchestrator:
         message: AbstractIncomingMessage,
     ) -> None:
         """The one place that maps a handling outcome to a broker action."""
+        wire = wire_of(message)  # safe values whatever the message's bytes
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
-            queue=queue, message_id=message.message_id, kind=message.type
+            queue=queue, message_id=wire.message_id, kind=wire.kind
         )
         started = time.perf_counter()
         try:
-            outcome = await handler(wire_of(message))
+            outcome = await handler(wire)
         except (ContractError, UnknownSaga) as exc:
             reason = exc.reason if isinstance(exc, ContractError) else "unknown_saga"
             outcome = "dead_lettered"
             self.metrics.dead_letters.labels(queue, reason).inc()
             log.warning("dead_lettered", reason=reason, detail=str(exc)[:300])
-            if queue == self._topology.start_queue:
-                await self._answer_rejected_start(wire_of(message), reason)
+            # an unauthenticated start gets no answer: the orchestrator signs nothing about it
+            if queue == self._topology.start_queue and reason not in UNAUTHENTIC:
+                # an oversized body is not parsed for its idempotency key
+                answered = replace(wire, body=b"") if reason == "body_too_large" else wire
+                await self._answer_rejected_start(answered, reason)
             await self._broker.dead_letter(message, queue, str(exc))
+            self.failures.settled(wire)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            outcome = "requeued"
-            log.exception("handling_failed")
-            await asyncio.sleep(0.2)  # back off before the broker redelivers it
-            await message.nack(requeue=True)
+        except Exception as exc:
+            outcome = await self._failed(queue, message, wire, exc)
         else:
             await message.ack()
+            self.failures.settled(wire)
         elapsed = time.perf_counter() - started
         self.metrics.messages.labels(queue, outcome).inc()
         self.metrics.handling.labels(queue).observe(elapsed)
         log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
+
+    async def _failed(
+        self, queue: str, message: AbstractIncomingMessage, wire: Wire, exc: Exception
+    ) -> str:
+        """Requeue a message whose handling failed, or dead-letter it as poison: one that
+        failed ``poison_after`` times for a reason of its own (not a dependency's outage)."""
+        failures = self.failures.failed(wire) if counts_as_poison(exc) else 0
+        if self.failures.is_poison(failures):
+            log.error("poison_dead_lettered", failures=failures, exc_info=exc)
+            self.metrics.dead_letters.labels(queue, "poison").inc()
+            await self._broker.dead_letter(message, queue, poison_reason(exc))
+            return "dead_lettered"
+        log.error("handling_failed", failures=failures, exc_info=exc)
+        await asyncio.sleep(0.2)  # back off before the broker redelivers it
+        with suppress(Exception):  # a dead channel redelivers the message by itself
+            await message.nack(requeue=True)
+        return "requeued"
+
+    @cached_property
+    def failures(self) -> FailureCounts:
+        """Failures per message, for poison messages and liveness (made on first use)."""
+        return FailureCounts(self._config.poison_after)
 
     # -- background loops ----------------------------------------------------------------------
 
@@ -370,8 +424,9 @@ class Orchestrator:
             await _wait(stop, max(self._config.outbox_grace_s / 2, 0.1))
 
     async def sweep_outbox(self) -> int:
-        now = self._clock()
-        pending = await self._store.outbox_pending(now - self._config.outbox_grace_s, 500)
+        now, grace = self._clock(), self._config.outbox_grace_s
+        # claimed for a grace period: replicas sweeping at once publish each entry once
+        pending = await self._store.outbox_pending(now - grace, 500, claim=(now, now + grace))
         swept: list[tuple[str, Sequence[str]]] = []
         try:
             for entry in pending:
@@ -418,11 +473,12 @@ class Orchestrator:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _start_consuming(self, stop: asyncio.Event) -> None:
-        """Declare and consume; a replica started while the broker restarts waits for it."""
+        """Consume; a replica started while the broker restarts, or before ``baton declare``
+        created the queues, waits. It never declares: its broker user may not (``baton
+        orchestrator`` waits for the whole topology before it gets here)."""
         t = self._topology
         while not stop.is_set():
             try:
-                await self._broker.declare(self._catalog.participants)
                 await self._broker.consume(
                     t.start_queue,
                     self._callback(t.start_queue, self.handle_start),
@@ -431,6 +487,10 @@ class Orchestrator:
                 await self._broker.consume(
                     t.replies_queue, self._callback(t.replies_queue, self.handle_reply)
                 )
+            except NOT_FOUND as exc:  # checked passively: not declared yet
+                log.warning("topology_missing", error=str(exc), hint=DECLARE_HINT)
+                await self._broker.stop_consuming()
+                await _wait(stop, 2.0)
             except Exception:  # the connection dropped mid-way: undo and try again
                 log.warning("start_consuming_failed", exc_info=True)
                 await self._broker.stop_consuming()

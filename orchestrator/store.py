@@ -9,6 +9,7 @@ from typing import Protocol
 from messaging.errors import ConcurrencyConflict
 from orchestrator.effects import HistoryEntry
 from orchestrator.outbox import OutboxEntry
+from orchestrator.sealed_fields import SealedFields
 from orchestrator.state import SagaState, SagaStatus
 
 
@@ -51,8 +52,12 @@ class SagaStore(Protocol):
         round trip with other writes (the background marks and the sweeper use it)."""
         ...
 
-    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
-        """Entries of any saga enqueued before the given time and not yet marked done."""
+    async def outbox_pending(
+        self, enqueued_before: float, limit: int, *, claim: tuple[float, float] | None = None
+    ) -> list[OutboxEntry]:
+        """Entries of any saga enqueued before the given time and not yet marked done; with
+        ``claim`` = (now, until), only those no other sweeper holds a live claim on, each
+        now claimed until then."""
         ...
 
     async def due(self, now: float, limit: int) -> list[str]:
@@ -76,12 +81,18 @@ class SagaStore(Protocol):
 
 @dataclass
 class InMemorySagaStore:
-    """A dict-backed twin of the Redis store with the same semantics (no retention)."""
+    """A dict-backed twin of the Redis store with the same semantics (no retention).
+
+    ``sealed`` works as in the Redis store for saga states (nothing leaves the process, but
+    the same refusals and round trip); outbox entries are kept as objects.
+    """
 
     sagas: dict[str, SagaState] = field(default_factory=dict)
     timelines: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     outbox: dict[str, tuple[float, OutboxEntry]] = field(default_factory=dict)
     postponed: dict[str, float] = field(default_factory=dict)  # wake-ups moved by postpone
+    claims: dict[str, float] = field(default_factory=dict)  # outbox entry id -> claimed until
+    sealed: SealedFields | None = None
 
     async def create(
         self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
@@ -92,7 +103,10 @@ class InMemorySagaStore:
         return True
 
     async def load(self, saga_id: str) -> SagaState | None:
-        return self.sagas.get(saga_id)
+        state = self.sagas.get(saga_id)
+        if state is None or self.sealed is None:
+            return state
+        return self.sealed.open_state(state)
 
     async def commit(
         self,
@@ -111,7 +125,7 @@ class InMemorySagaStore:
     def _write(
         self, state: SagaState, history: Sequence[HistoryEntry], outbox: Sequence[OutboxEntry]
     ) -> None:
-        self.sagas[state.saga_id] = state
+        self.sagas[state.saga_id] = state if self.sealed is None else self.sealed.seal_state(state)
         self.postponed.pop(state.saga_id, None)  # a write sets the wake-up afresh
         self.timelines.setdefault(state.saga_id, []).extend(h.fields() for h in history)
         for entry in outbox:
@@ -120,6 +134,7 @@ class InMemorySagaStore:
     async def outbox_done(self, saga_id: str, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:
             self.outbox.pop(entry_id, None)
+            self.claims.pop(entry_id, None)
 
     async def outbox_done_many(self, done: Iterable[tuple[str, Sequence[str]]]) -> None:
         for saga_id, entry_ids in done:
@@ -131,9 +146,17 @@ class InMemorySagaStore:
     async def postpone(self, saga_id: str, until: float) -> None:
         self.postponed[saga_id] = until
 
-    async def outbox_pending(self, enqueued_before: float, limit: int) -> list[OutboxEntry]:
+    async def outbox_pending(
+        self, enqueued_before: float, limit: int, *, claim: tuple[float, float] | None = None
+    ) -> list[OutboxEntry]:
         ready = sorted((at, e.id, e) for at, e in self.outbox.values() if at < enqueued_before)
-        return [entry for _, _, entry in ready[:limit]]
+        found = [entry for _, _, entry in ready[:limit]]
+        if claim is None:
+            return found
+        now, until = claim
+        found = [e for e in found if self.claims.get(e.id, now) <= now]
+        self.claims.update(dict.fromkeys((e.id for e in found), until))
+        return found
 
     async def outbox_oldest_age(self, now: float) -> float:
         return max(now - min(at for at, _ in self.outbox.values()), 0.0) if self.outbox else 0.0

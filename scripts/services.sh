@@ -88,7 +88,9 @@ ensure_local() {
       "after ${WAIT_S}s; see its log (/var/log/$name/)."
   elif have docker && docker info >/dev/null 2>&1; then
     say "$name: starting the $name container with docker compose"
-    (cd "$ROOT" && compose up -d "$name") || die "$name: docker compose up -d $name failed."
+    # the test overlay: the suite's own throwaway users, not the deployment's (no guest there)
+    (cd "$ROOT" && compose -f docker-compose.yml -f deploy/compose.test.yml up -d "$name") ||
+      die "$name: docker compose up -d $name failed."
     wait_until "$WAIT_S" "$ready" 127.0.0.1 "$port" ||
       die "$name: the container did not become ready at 127.0.0.1:$port after ${WAIT_S}s."
   else

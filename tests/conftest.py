@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import pytest
@@ -11,8 +12,28 @@ import redis.asyncio as aioredis
 
 from contracts.topology import Topology
 from messaging.amqp import Broker
+from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
+from messaging.signing import KeySet
 
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
+SIGNERS = ("orchestrator", *PARTICIPANTS, "cli")
+
+
+@pytest.fixture(scope="session")
+def keys() -> KeySet:
+    """One signing key per service for the session; ``keys.keyring(name)`` signs as it,
+    ``keys.env(name)`` is a process's environment, ``keys.settings(name)`` its settings."""
+    return KeySet.generate(SIGNERS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sealing_key() -> Iterator[None]:
+    """A sealing key for every process the tests start: without one a process refuses."""
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get(KEYS_VARIABLE):
+            patch.setenv(KEYS_VARIABLE, json.dumps({"test": generate_key()}))
+            patch.setenv(ACTIVE_VARIABLE, "test")
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ validation of every reply, lifecycle events. So Baton / baseline is the cost of
 orchestration itself, and the baseline is the practical limit of a Python command/reply
 round trip on this machine. Like every process of the bench it uses Baton's aiormq frame
 coalescing (``messaging/coalesce.py``), so the ratios compare orchestration, not transport.
+It signs its commands with the orchestrator's key (participants execute nothing else) and
+verifies no reply.
 
 The participants are the same processes and the same SDK in both runs (inbox lookup,
 tombstone check, stored reply, confirmed publish): their cost is in both sides of every
@@ -34,6 +36,8 @@ from contracts.money import Money
 from contracts.payments import AssessRisk, AuthorizePayment, CaptureTransaction, CheckCompliance
 from contracts.topology import Topology
 from messaging.coalesce import coalesce_frame_writes
+from messaging.codec import Wire
+from messaging.signing import Keyring
 
 AMOUNT = Money(minor=1_000, currency="EUR")
 ACCOUNT, MERCHANT, TOKEN = "acct_bench", "merchant_bench", "tok_benchmark01"
@@ -71,9 +75,10 @@ def _text(value: object) -> str:
 class BaselineDriver:
     """Runs command/reply "sagas" straight over aio-pika. Use as an async context manager."""
 
-    def __init__(self, url: str, topology: Topology, *, prefetch: int) -> None:
+    def __init__(self, url: str, topology: Topology, keyring: Keyring, *, prefetch: int) -> None:
         self._url = url
         self._topology = topology
+        self._keyring = keyring
         self._prefetch = prefetch
         self._waiting: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._connection: aio_pika.abc.AbstractConnection | None = None
@@ -120,9 +125,13 @@ class BaselineDriver:
                 effect_id=uuid4().hex,
                 attempt=1,
             )
+            wire = self._keyring.sign(
+                Wire(command.model_dump_json().encode(), command.KIND, envelope.message_id,
+                     saga_id, headers=envelope.headers())
+            )  # fmt: skip
             message = aio_pika.Message(
-                command.model_dump_json().encode(),
-                headers=dict(envelope.headers()),
+                wire.body,
+                headers=dict(wire.headers),
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=envelope.message_id,

@@ -7,6 +7,8 @@ confirms, acks and prefetch) but keeps its sagas in a dict, validates nothing, l
 nothing and has no outbox, history or deadlines. No orchestrator with Baton's message flow
 can cost less, so Baton / floor is what Baton's guarantees cost, and floor / baseline is
 what the flow itself costs (the start hop and the two events) against a bare round trip.
+It signs what it publishes with the orchestrator's key (participants execute nothing else)
+and verifies nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from contracts import envelope as env
 from contracts.events import Lifecycle, SagaEvent
 from contracts.topology import Topology
 from messaging.coalesce import coalesce_frame_writes
+from messaging.codec import Wire
+from messaging.signing import Keyring
 from orchestrator.catalog import saga_id_for
 
 SAGA = "payment"
@@ -31,9 +35,10 @@ SAGA = "payment"
 class FloorRelay:
     """Relays payment sagas until ``stop``; the bench runs it as a process of its own."""
 
-    def __init__(self, url: str, topology: Topology, *, prefetch: int) -> None:
+    def __init__(self, url: str, topology: Topology, keyring: Keyring, *, prefetch: int) -> None:
         self._url = url
         self._topology = topology
+        self._keyring = keyring
         self._prefetch = prefetch
         self._outputs: dict[str, dict[str, Any]] = {}  # saga id -> outputs so far
         self._steps: dict[str, int] = {}  # saga id -> index of the step awaited
@@ -93,7 +98,8 @@ class FloorRelay:
             effect_id=f"{saga_id}:{step}",
             attempt=1,
         )
-        await self._commands.publish(_message(command.model_dump_json(), envelope), participant)
+        message = self._message(command.model_dump_json(), envelope)
+        await self._commands.publish(message, participant)
 
     async def _event(self, saga_id: str, event: Lifecycle) -> None:
         assert self._events is not None
@@ -101,17 +107,20 @@ class FloorRelay:
         envelope = env.Envelope(kind=SagaEvent.KIND, saga_id=saga_id, saga=SAGA)
         routing_key = self._topology.event_routing_key(SAGA, event)
         await self._events.publish(
-            _message(body.model_dump_json(), envelope), routing_key, mandatory=False
+            self._message(body.model_dump_json(), envelope), routing_key, mandatory=False
         )
 
-
-def _message(body: str, envelope: env.Envelope) -> aio_pika.Message:
-    return aio_pika.Message(
-        body.encode(),
-        headers=dict(envelope.headers()),
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=envelope.message_id,
-        correlation_id=envelope.saga_id,
-        type=envelope.kind,
-    )
+    def _message(self, body: str, envelope: env.Envelope) -> aio_pika.Message:
+        wire = self._keyring.sign(
+            Wire(body.encode(), envelope.kind, envelope.message_id, envelope.saga_id,
+                 headers=envelope.headers())
+        )  # fmt: skip
+        return aio_pika.Message(
+            wire.body,
+            headers=dict(wire.headers),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.message_id,
+            correlation_id=envelope.saga_id,
+            type=envelope.kind,
+        )

@@ -56,7 +56,9 @@ async def _one_saga(store: RedisSagaStore, definition: SagaDefinition) -> None:
     await store.create(decision.state, decision.history, [])
     while state.waiting is not None:
         kind, output = OUTPUTS[state.waiting.step]
-        reply = ReplyReceived(state.waiting.step, "forward", state.waiting.attempt, kind, output)
+        step = state.waiting.step
+        reply = ReplyReceived(step, "forward", state.waiting.attempt, kind, output,
+                              sender=definition.step(step).participant)  # fmt: skip
         decision = decide(definition, state, reply, now)
         state = await store.commit(state.version, decision.state, decision.history, [])
 

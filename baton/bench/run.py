@@ -8,6 +8,10 @@ them, then stops them again. Alternating the two sides in short rounds spreads t
 machine's drifting speed (other engineers, CI, the host's other guests) over both.
 Everything runs under a namespace of its own, and every queue and key it made is removed
 at the end, also on failure.
+
+Every process has a fresh signing key (``run_keys``): participants take only commands the
+orchestrator signed, so the baseline and the floor relay sign theirs with the orchestrator's
+key too (the participants' verify cost is in every side); they verify no reply, Baton does.
 """
 
 from __future__ import annotations
@@ -30,10 +34,18 @@ from baton.bench.figures import Measured, ratios, table
 from baton.bench.procstat import Usage, pids_named
 from baton.load import drive
 from baton.processes import ProcessGroup
-from baton.runtime import PARTICIPANTS, open_broker, remove_namespace, wait_for_consumers
+from baton.runtime import (
+    PARTICIPANTS,
+    open_broker,
+    remove_namespace,
+    run_keys,
+    sealing_env,
+    wait_for_consumers,
+)
 from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, KeySet
 
 console = Console(stderr=True)
 
@@ -62,12 +74,15 @@ async def run_bench(base: Settings, options: BenchOptions) -> int:
         "BATON_RABBIT__URL": str(settings.rabbit.url),
         "BATON_REDIS__URL": str(settings.redis.url),
         "BATON_LOG__LEVEL": "warning" if os.environ.get("BATON_BENCH_QUIET_LOGS") else "info",
+        **sealing_env(settings),
     }
-    group = ProcessGroup(env, Path(".baton") / "logs" / namespace.rstrip("."))
+    keys = run_keys()  # orchestrators and floor relays sign as the orchestrator; see _bench
+    logs = Path(".baton") / "logs" / namespace.rstrip(".")
+    group = ProcessGroup(env | keys.env(ORCHESTRATOR), logs)
     async with open_broker(settings) as broker:
         await broker.declare(PARTICIPANTS)
         try:
-            result = await _bench(settings, options, broker, group)
+            result = await _bench(settings, options, broker, group, keys)
         finally:
             group.stop_all()
             await remove_namespace(settings, broker)
@@ -79,14 +94,14 @@ async def run_bench(base: Settings, options: BenchOptions) -> int:
 
 
 async def _bench(
-    settings: Settings, options: BenchOptions, broker: Broker, group: ProcessGroup
+    settings: Settings, options: BenchOptions, broker: Broker, group: ProcessGroup, keys: KeySet
 ) -> dict[str, Any]:
     console.print(
         f"[bold]baton bench[/] namespace {settings.namespace}, concurrency "
         f"{', '.join(map(str, options.levels))}, {options.replicas} orchestrator replica(s)"
     )
     for name in PARTICIPANTS:
-        group.spawn(name, "participant", name, "--noop")
+        group.spawn(name, "participant", name, "--noop", env=keys.env(name))
     t = broker.topology
     await wait_for_consumers(broker, {t.command_queue(p): 1 for p in PARTICIPANTS})
     groups = _groups(group)
@@ -99,20 +114,23 @@ async def _bench(
         theirs: list[Measured] = []
         floors: list[Measured] = []
         for _ in range(options.rounds):
-            driver = BaselineDriver(str(settings.rabbit.url), t, prefetch=settings.rabbit.prefetch)
+            driver = BaselineDriver(
+                str(settings.rabbit.url), t, keys.keyring(ORCHESTRATOR),
+                prefetch=settings.rabbit.prefetch,
+            )  # fmt: skip
             async with driver:
                 run_baseline = _closed_loop(driver.saga)
                 await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
                 theirs.append(await _measure(groups, run_baseline, n, level, "baseline"))
             with _orchestrators(group, options.replicas):
                 await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-                run_baton = _baton_runner(broker)
+                run_baton = _baton_runner(broker, keys)
                 await run_baton(options.warmup, level, f"baton c{level} warm-up")
                 ours.append(await _measure(groups, run_baton, n, level, "baton"))
             if options.floor:
                 with _relays(group, options.replicas):
                     await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-                    run_floor = _baton_runner(broker)
+                    run_floor = _baton_runner(broker, keys)
                     await run_floor(options.warmup, level, f"floor c{level} warm-up")
                     floors.append(await _measure(groups, run_floor, n, level, "floor"))
         baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
@@ -161,8 +179,9 @@ def _closed_loop(saga: Callable[[], Awaitable[float]]) -> Runner:
     return run
 
 
-def _baton_runner(broker: Broker) -> Runner:
-    """Drive payment sagas through Baton with ``baton.load.drive`` (start -> final event)."""
+def _baton_runner(broker: Broker, keys: KeySet) -> Runner:
+    """Drive payment sagas through Baton with ``baton.load.drive`` (start -> final event),
+    the starts signed as the upstream ``cli``."""
 
     async def run(n: int, level: int, label: str) -> tuple[list[float], float]:
         starts = [
@@ -185,8 +204,9 @@ def _baton_runner(broker: Broker) -> Runner:
                 console.print(f"  {label}: {progress.done}/{n} done, {progress.rate:.0f} sagas/s")
 
         outcomes, _ = await drive(
-            broker, starts, concurrency=level, timeout_s=600, on_progress=show
-        )
+            broker, starts, concurrency=level, timeout_s=600, on_progress=show,
+            keyring=keys.keyring("cli"),
+        )  # fmt: skip
         elapsed = time.perf_counter() - began
         return [o.latency_s for o in outcomes if o.event == "completed"], elapsed
 

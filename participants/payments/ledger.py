@@ -23,6 +23,9 @@ from participants.payments import scripts
 from participants.payments.books import Books, BooksReport, audit
 
 DEFAULT_MARKER_TTL_S = 30 * 24 * 3600
+# The ledger's Redis Cluster hash tag. PCI's attestations carry it too, so that a capture
+# checks the attestation in the same atomic script as the hold it moves.
+BOOKS_SLOT = "{books}"
 
 
 def derive_id(prefix: str, effect_id: str) -> str:
@@ -50,7 +53,7 @@ class LedgerKeys:
 
     @property
     def prefix(self) -> str:
-        return f"{self.namespace}ledger:{{books}}:"
+        return f"{self.namespace}ledger:{BOOKS_SLOT}:"
 
     def account(self, account_id: str) -> str:
         return f"{self.prefix}account:{account_id}"
@@ -139,16 +142,26 @@ class Ledger:
                 return result == "released"
 
     async def capture(
-        self, effect_id: str, saga_id: str, hold_id: str, merchant: str, amount: Money
+        self,
+        effect_id: str,
+        saga_id: str,
+        hold_id: str,
+        merchant: str,
+        amount: Money,
+        attestation_key: str,
     ) -> str:
         """Move a held amount to the merchant; returns the capture id (the same on repeats).
 
-        A refusal is recorded for the effect id: repeating it gets the same refusal.
+        Checked against the records, not the command: the hold must be this saga's, held,
+        of this amount and currency (else ``hold_not_capturable``), and ``attestation_key``
+        (PCI's record of the attestation, in the ledger's slot) must be ``issued`` for this
+        saga and this merchant (else ``attestation_mismatch``). A refusal is recorded for the
+        effect id: repeating it gets the same refusal.
         """
         k, capture_id = self.keys, derive_id("cap", effect_id)
         keys = [
             k.capture(capture_id), k.hold(hold_id), k.merchant(merchant),
-            k.index("captures"), k.captures_per_saga,
+            k.index("captures"), k.captures_per_saga, attestation_key,
         ]  # fmt: skip
         args: list[str | int] = [
             capture_id,

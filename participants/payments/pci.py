@@ -26,7 +26,7 @@ from contracts.payments import (
 )
 from messaging.errors import StepRejected
 from participants.payments import scripts
-from participants.payments.ledger import derive_id
+from participants.payments.ledger import BOOKS_SLOT, derive_id
 from participants.sdk import Handlers, MessageContext, handles
 
 COMPLIANT = "compliant"
@@ -63,12 +63,23 @@ class PciKeys:
     def merchant(self, merchant_id: str) -> str:
         return f"{self.namespace}pci:merchant:{merchant_id}"
 
-    def attestation(self, effect_id: str) -> str:
-        return f"{self.namespace}pci:attestation:{effect_id}"
+    def attestation(self, attestation_id: str) -> str:
+        """The record of one attestation, by its id: in the ledger's hash slot, so that the
+        transaction service checks it atomically with the capture (Redis Cluster)."""
+        return f"{self.namespace}pci:{BOOKS_SLOT}:attestation:{attestation_id}"
+
+    def attestation_of(self, effect_id: str) -> str:
+        """The record of the attestation a check with this effect id issues (or refused)."""
+        return self.attestation(attestation_id(effect_id))
 
     @property
     def revoked_tokens(self) -> str:
         return f"{self.namespace}pci:revoked_tokens"
+
+
+def attestation_id(effect_id: str) -> str:
+    """The id of the attestation a check issues: derived from its effect id, so stable."""
+    return derive_id("att", effect_id)
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -95,7 +106,7 @@ class PciService:
 
     @handles(CheckCompliance)
     async def check(self, cmd: CheckCompliance, ctx: MessageContext) -> ComplianceApproved:
-        key = self.keys.attestation(ctx.effect_id)
+        key = self.keys.attestation_of(ctx.effect_id)
         if await self._redis.exists(key):  # answered before, or revoked first
             return ComplianceApproved(attestation_id=await self._issue_once(key, ctx, cmd))
         try:
@@ -114,12 +125,12 @@ class PciService:
         check_merchant(_text(await self._redis.get(self.keys.merchant(cmd.merchant_id))))
 
     async def _issue_once(self, key: str, ctx: MessageContext, cmd: CheckCompliance) -> str:
-        args = [derive_id("att", ctx.effect_id), ctx.saga_id, cmd.merchant_id]
+        args = [attestation_id(ctx.effect_id), ctx.saga_id, cmd.merchant_id]
         return _answer(await self._issue(keys=[key], args=args))
 
     @handles(RevokeAttestation)
     async def revoke(self, cmd: RevokeAttestation, ctx: MessageContext) -> AttestationRevoked:
-        revoked = await self._revoke(keys=[self.keys.attestation(ctx.compensates)])
+        revoked = await self._revoke(keys=[self.keys.attestation_of(ctx.compensates)])
         return AttestationRevoked(revoked=bool(revoked))
 
     async def set_merchant_status(self, merchant: str, status: str) -> None:

@@ -54,10 +54,12 @@ redis.call('HSET', KEYS[1], 'status', 'voided')
 return 'released'
 """
 
-# KEYS: capture, hold, merchant, captures index, captures-per-saga hash
+# KEYS: capture, hold, merchant, captures index, captures-per-saga hash, PCI attestation
 # ARGV: capture_id, saga_id, hold_id, merchant_id, amount, currency, refusal ttl seconds
 # A refusal is kept under the capture key (status 'refused', never indexed as a capture):
-# a repeated capture of the effect id gets the same refusal and never captures.
+# a repeated capture of the effect id gets the same refusal and never captures. What the
+# command says is checked against the records: the hold is this saga's, held, of this amount
+# and currency; the attestation was issued (and not revoked) for this saga and this merchant.
 CAPTURE = """
 local state = redis.call('HMGET', KEYS[1], 'status', 'reason')
 if state[1] == 'refused' then return {'err', state[2]} end
@@ -72,6 +74,10 @@ end
 local hold = redis.call('HMGET', KEYS[2], 'status', 'amount', 'currency', 'saga_id')
 if hold[1] ~= 'held' or hold[2] ~= ARGV[5] or hold[3] ~= ARGV[6] or hold[4] ~= ARGV[2] then
   return refuse('hold_not_capturable')
+end
+local att = redis.call('HMGET', KEYS[6], 'status', 'saga_id', 'merchant')
+if att[1] ~= 'issued' or att[2] ~= ARGV[2] or att[3] ~= ARGV[4] then
+  return refuse('attestation_mismatch')
 end
 local merchant = redis.call('HMGET', KEYS[3], 'open', 'currency')
 if merchant[1] ~= '1' then return refuse('merchant_closed') end

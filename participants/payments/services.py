@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import suppress
 
 import structlog
 from redis.asyncio import Redis
 
 from messaging.amqp import Broker
 from messaging.dead_marks import RedisDeadLetterMarks
-from messaging.health import broker_ready, redis_ready, serving
+from messaging.health import broker_ready, consumer_alive, redis_ready, serving
+from messaging.poison import FailureCounts
+from messaging.sealing import Sealer
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, Keyring
 from participants.payments.authorization import authorization_handlers
 from participants.payments.noop import NOOP_SERVICES
 from participants.payments.pci import pci_handlers
@@ -30,48 +32,62 @@ SERVICES: dict[str, Callable[[Redis, str], Handlers]] = {
 }
 
 
-async def _declare(broker: Broker, name: str, stop: asyncio.Event) -> None:
-    """Declare this participant's queue, waiting out a broker that goes down as we start."""
-    while not stop.is_set():
-        try:
-            await broker.declare([name])
-        except Exception:  # the robust connection is reconnecting: try again shortly
-            log.warning("declare_failed", participant=name, exc_info=True)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-        else:
-            return
+async def _await_topology(broker: Broker, name: str, stop: asyncio.Event) -> bool:
+    """Wait until this participant's queues exist (checked passively; ``baton declare``
+    creates them: a participant's broker user may not); False if stopped first."""
+    queues, exchanges = broker.topology.participant_needs(name)
+    return await broker.wait_for(queues, exchanges, stop)
+
+
+def participant_keyring(name: str, settings: Settings) -> Keyring:
+    """The participant's signing key (signer ``name`` unless configured) and the
+    orchestrator's public keys: SigningKeyError, naming the variable, without either."""
+    keyring = Keyring.from_settings(settings.signing, role=name)
+    keyring.require_trust([ORCHESTRATOR])
+    return keyring
 
 
 async def run_participant(
-    name: str, settings: Settings, stop: asyncio.Event, *, noop: bool = False
+    name: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    noop: bool = False,
+    keyring: Keyring | None = None,
 ) -> None:
-    """Connect, declare this participant's queue, work until ``stop`` is set, close everything.
+    """Connect, wait for this participant's queues, work until ``stop`` is set, close all.
 
     ``noop`` swaps the real service for one answering every command at once (``baton bench``).
+    ``keyring`` defaults to the configured one (``participant_keyring``).
     """
     services = NOOP_SERVICES if noop else SERVICES
     if name not in services:
         raise ValueError(f"unknown participant {name!r}; known: {', '.join(sorted(SERVICES))}")
+    sealer = Sealer.from_settings(settings.sealing)  # no key: refuse before connecting
+    keyring = keyring or participant_keyring(name, settings)  # likewise
     redis = Redis.from_url(str(settings.redis.url))
     try:
         broker = await Broker.connect(
             str(settings.rabbit.url), settings.topology,
             prefetch=settings.rabbit.prefetch, queue_type=settings.rabbit.queue_type,
             wait_s=settings.rabbit.connect_wait_s,
-            dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
+            dead_marks=RedisDeadLetterMarks(redis, settings.namespace), sealer=sealer,
         )  # fmt: skip
         try:
-            await _declare(broker, name, stop)
+            if not await _await_topology(broker, name, stop):
+                return
             handlers = services[name](redis, settings.namespace)
             metrics = PrometheusWorkerMetrics()
             metrics.register(name, list(handlers))
             worker = Worker(
                 name, handlers, broker, redis, settings.namespace, settings.participant,
-                metrics=metrics,
+                keyring=keyring, metrics=metrics,
             )  # fmt: skip
+            worker.failures = FailureCounts(settings.rabbit.poison_after)
             checks = {"rabbitmq": broker_ready(broker), "redis": redis_ready(redis)}
-            async with serving(metrics.registry, checks, settings.metrics.port):
+            alive = {"consumers": consumer_alive(broker, worker.failures)}
+            async with serving(metrics.registry, checks, settings.metrics.port,
+                               settings.metrics.host, liveness=alive):  # fmt: skip
                 await worker.run(stop)
         finally:
             await broker.close()

@@ -22,6 +22,10 @@ CRASH_EXIT_CODE = 137  # what a SIGKILL'd process reports, so supervisors treat 
 class Chaos:
     """Wraps a handler call with injected latency, crashes, transient errors and refusals.
 
+    Latency (``slow_ms``, for a ``slow_rate`` share of commands) runs inside the claimed lease,
+    like a slow handler would: longer than the step timeout, it races the command's own retry
+    (same effect id), which must wait for the lease instead of running alongside.
+
     Refusals and transient errors are raised *before* the handler (a StepFailed must mean
     nothing changed); refusals only hit forward commands (a compensation must succeed). A
     crash happens *after* the handler, before the reply is stored or sent: the harshest
@@ -45,7 +49,9 @@ class Chaos:
     async def call(self, run: Callable[[], Awaitable[Reply]], *, forward: bool) -> Reply:
         """Run the handler through the configured faults."""
         s = self._settings
-        if s.slow_ms:
+        if s.slow_ms and self._roll(s.slow_rate):
+            if s.slow_rate < 1:  # a share of commands made slow on purpose: counted by fault tests
+                log.warning("handler_chaos", action="slowed", slow_ms=s.slow_ms)
             await asyncio.sleep(s.slow_ms / 1000)
         if self._roll(s.error_rate):
             raise TransientError("injected_error")

@@ -1,10 +1,11 @@
 """The participant protocol (docs/protocol.md §"What a participant does") without AMQP.
 
-``accept`` decodes and checks one message; ``Responder.answer`` decides what becomes of
-an accepted command and returns a *verdict*: ``Publish`` a reply, ``Redeliver`` it after a
-pause (infrastructure trouble, or a subject busy for too long), ``Drop`` it (expired), or
-``DeadLetter`` it (undecodable). The worker maps verdicts to broker actions; a simulation
-can drive this module directly, on a virtual-time event loop with an injected clock.
+``accept`` verifies (signed by the orchestrator), decodes and checks one message;
+``Responder.answer`` decides what becomes of an accepted command and returns a *verdict*:
+``Publish`` a reply, ``Redeliver`` it after a pause (infrastructure trouble, or a subject
+busy for too long), ``Drop`` it (expired), or ``DeadLetter`` it (undecodable, unsigned).
+The worker maps verdicts to broker actions; a simulation can drive this module directly, on
+a virtual-time event loop with an injected clock.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contracts.envelope import H_COMPENSATES, H_EFFECT_ID, Envelope
 from messaging.codec import Wire, decode, encode
 from messaging.errors import ContractError, StepRejected, TransientError
 from messaging.settings import ParticipantSettings
+from messaging.signing import ORCHESTRATOR, Keyring
 from messaging.tracing import child
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handlers, MessageContext, Route
@@ -102,8 +104,13 @@ class Accepted:
     route: Route
 
 
-def accept(wire: Wire, handlers: Handlers, participant: str) -> Accepted:
-    """Decode and check a command this participant can handle; else ContractError."""
+def accept(wire: Wire, handlers: Handlers, participant: str, keyring: Keyring) -> Accepted:
+    """Verify, decode and check a command this participant can handle; else ContractError.
+
+    Only a command signed by the orchestrator is read at all (``unsigned``, ``unknown_key``,
+    ``bad_signature``, ``wrong_sender`` otherwise).
+    """
+    keyring.verify_from(wire, (ORCHESTRATOR,), "commands")
     envelope, body = decode(wire)
     route = handlers.route(envelope.kind)
     if route is None or not isinstance(body, route.command):
@@ -126,8 +133,9 @@ def refusal(exc: StepRejected) -> StepFailed:
     return StepFailed(reason=exc.reason[:200] or "rejected", detail=exc.detail[:2000])
 
 
-def reply_wire(envelope: Envelope, answer: Publish, participant: str) -> Wire:
-    """The reply to ``envelope``: its saga position and attempt, a new message id, a child span."""
+def reply_wire(envelope: Envelope, answer: Publish, participant: str, keyring: Keyring) -> Wire:
+    """The reply to ``envelope``: its saga position and attempt, a new message id, a child
+    span, signed with ``keyring`` (the participant's own key)."""
     reply = envelope.reply(answer.reply.KIND)
     if envelope.traceparent:  # the reply is a child span of the command (same trace)
         span = child(
@@ -136,7 +144,7 @@ def reply_wire(envelope: Envelope, answer: Publish, participant: str) -> Wire:
             {"baton.step": envelope.step, "baton.outcome": str(answer.outcome)},
         )
         reply = reply.model_copy(update={"traceparent": span})
-    return encode(reply, answer.reply)
+    return keyring.sign(encode(reply, answer.reply))
 
 
 class Responder:
@@ -148,12 +156,14 @@ class Responder:
         inbox: Inbox,
         settings: ParticipantSettings,
         *,
+        keyring: Keyring,
         participant: str = "",
         chaos: Chaos | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.participant = participant
+        self.keyring = keyring  # verifies commands; the worker signs replies with it
         self._handlers = handlers
         self._inbox = inbox
         self._settings = settings
@@ -164,7 +174,7 @@ class Responder:
     async def handle(self, wire: Wire) -> tuple[Accepted | None, Verdict]:
         """``accept`` then ``answer``: the whole decision for one message off the wire."""
         try:
-            command = accept(wire, self._handlers, self.participant)
+            command = accept(wire, self._handlers, self.participant, self.keyring)
         except ContractError as exc:
             return None, DeadLetter(str(exc), exc.reason)
         return command, await self.answer(command)

@@ -5,7 +5,9 @@ handler, record); this module only turns that verdict into broker actions, in ``
 reply is published with a confirm *before* the command is acked (a failed publish requeues
 the command: its outcome is recorded, so the redelivery answers it again); an infrastructure
 error holds the delivery for a jittered pause and then nacks it with requeue, never replying;
-an expired command is acked and dropped; an undecodable one is dead-lettered.
+an expired command is acked and dropped; an undecodable one is dead-lettered. A command whose
+handling raises (a bug) is requeued after a pause, and dead-lettered as poison once it has
+failed ``poison_after`` times.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from functools import cached_property
 from typing import NoReturn
 
 import structlog
@@ -25,7 +28,9 @@ from redis.asyncio import Redis
 from contracts.envelope import Envelope
 from messaging.amqp import Broker, wire_of
 from messaging.errors import ContractError
+from messaging.poison import FailureCounts, counts_as_poison, poison_reason
 from messaging.settings import ParticipantSettings
+from messaging.signing import Keyring
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handlers, MessageContext
 from participants.sdk.inbox import Inbox
@@ -46,13 +51,15 @@ from participants.sdk.redis_inbox import RedisInbox
 __all__ = ["Outcome", "Worker"]
 
 log = structlog.get_logger(__name__)
+CRASH_PAUSE_S = 0.2  # before a command whose handling raised goes back to its queue
 
 
 class Worker:
     """Consumes one participant's command queue, handling messages concurrently up to prefetch.
 
     ``inbox`` defaults to the Redis inbox on ``redis``; ``clock`` (wall-clock seconds) is what
-    command deadlines are compared with.
+    command deadlines are compared with. ``keyring`` holds the participant's own signing key
+    and the orchestrator's public keys: only commands the orchestrator signed are handled.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class Worker:
         namespace: str,
         settings: ParticipantSettings,
         *,
+        keyring: Keyring,
         rng: random.Random | None = None,
         metrics: WorkerMetrics | None = None,
         prefetch: int | None = None,
@@ -79,8 +87,9 @@ class Worker:
         self._chaos = Chaos(settings, rng, exit_process=exit_process)
         self._responder = Responder(
             handlers, inbox or RedisInbox(redis, namespace, name, ttl_s=settings.inbox_ttl_s),
-            settings, participant=name, chaos=self._chaos, rng=rng, clock=clock,
+            settings, keyring=keyring, participant=name, chaos=self._chaos, rng=rng, clock=clock,
         )  # fmt: skip
+        self._keyring = keyring
         self._metrics: WorkerMetrics = metrics or NoMetrics()
         self._prefetch = prefetch
         self._inflight = 0
@@ -112,19 +121,39 @@ class Worker:
         self._idle.clear()
         try:
             await self._process(message)
-        except Exception:
-            log.exception("command_crashed", participant=self.name)
-            with suppress(Exception):
-                await message.reject(requeue=False)  # the queue's own DLX keeps it
+        except Exception as exc:
+            await self._crashed(message, exc)
+        else:
+            self.failures.settled(wire_of(message) if self.failures.counting else None)
         finally:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
 
+    async def _crashed(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        """Requeue a command whose handling raised, or dead-letter it as poison: one that
+        failed ``poison_after`` times for a reason of its own (not a dependency's outage)."""
+        wire = wire_of(message)
+        failures = self.failures.failed(wire) if counts_as_poison(exc) else 0
+        log.error("command_crashed", participant=self.name, failures=failures, exc_info=exc)
+        if message.processed:  # acked or requeued before the crash: nothing left to do
+            return
+        if self.failures.is_poison(failures):
+            await self._broker.dead_letter(message, self._queue, poison_reason(exc))
+            return
+        await asyncio.sleep(CRASH_PAUSE_S)  # no hot redelivery loop
+        with suppress(Exception):  # a dead channel redelivers the message by itself
+            await message.nack(requeue=True)
+
+    @cached_property
+    def failures(self) -> FailureCounts:
+        """Failures per command (poison, liveness); a composition root may set its own."""
+        return FailureCounts()
+
     async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         try:
-            command = accept(wire_of(message), self._handlers, self.name)
+            command = accept(wire_of(message), self._handlers, self.name, self._keyring)
         except ContractError as exc:
             outcome = await self._act(message, None, DeadLetter(str(exc), exc.reason))
             self._finish(message.type or "", outcome, started, reason=exc.reason)
@@ -164,7 +193,7 @@ class Worker:
     ) -> Outcome:
         """Publish the reply with a confirm, then ack; if publishing fails, requeue instead."""
         t = self._broker.topology
-        wire = reply_wire(envelope, answer, self.name)
+        wire = reply_wire(envelope, answer, self.name, self._keyring)
         try:
             for delay in self._chaos.reply_copies(envelope.kind, envelope.attempt):
                 if delay:

@@ -15,6 +15,7 @@ from contracts.base import StepFailed
 from contracts.envelope import Envelope
 from contracts.payments import PaymentAuthorized
 from messaging.codec import MAX_BODY_BYTES, Wire, encode
+from orchestrator.definition import builtin_definitions
 from tests.fault.harness import PARTICIPANTS, Fault, FaultRun
 
 Action = Callable[[FaultRun], Awaitable[None]]
@@ -180,7 +181,8 @@ async def unknown_saga_reply(run: FaultRun) -> None:
         effect_id=uuid4().hex, attempt=1,
     )  # fmt: skip
     wire = encode(envelope, PaymentAuthorized(hold_id="hold_unknown"))
-    await run.inject(run.topology.replies_queue, wire, "unknown_saga_reply")
+    signed = run.keys.keyring("payment").sign(wire)  # genuine: judged for its saga, not its key
+    await run.inject(run.topology.replies_queue, signed, "unknown_saga_reply")
 
 
 async def stale_replies(run: FaultRun) -> None:
@@ -201,5 +203,6 @@ async def stale_replies(run: FaultRun) -> None:
             phase=waiting.phase, effect_id=uuid4().hex, attempt=attempt,
         )  # fmt: skip
         body = StepFailed(reason="stale_injected", retriable=False)
-        await run.publish(encode(envelope, body), t.replies_queue)
+        sender = builtin_definitions()[0].step(waiting.step).participant  # signed as it: stale
+        await run.publish(run.keys.keyring(sender).sign(encode(envelope, body)), t.replies_queue)
         run.faults["stale_reply"] += 1

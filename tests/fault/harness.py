@@ -36,6 +36,7 @@ from contracts.payments import StartTransaction
 from contracts.topology import Topology
 from messaging.amqp import Broker
 from messaging.codec import Wire, encode
+from messaging.signing import KeySet
 from orchestrator.catalog import saga_id_for
 from orchestrator.definition import builtin_definitions
 from orchestrator.redis_store import RedisSagaStore
@@ -48,6 +49,9 @@ FAIL_POINTS: tuple[FailAt, ...] = ("authorize", "risk", "pci", "pci_merchant", "
 LONG = os.environ.get("BATON_FAULTS_LONG") == "1"
 KILLED = -9  # Popen.returncode of a SIGKILL'd child
 CRASHED = 137  # exit code of an injected crash (participant chaos or an orchestrator crash point)
+
+# command_handled outcomes a healthy run without faults never produces
+FAULT_OUTCOMES = frozenset({"duplicate", "busy", "retry", "expired", "cancelled"})
 
 Fault = Callable[["FaultRun"], Coroutine[Any, Any, None]]
 
@@ -91,6 +95,15 @@ class Scenario:
     finish_within_s: float = 240.0
     rate_per_s: float = 0.0  # starts published per second at most; 0: as fast as the window
     expect_outcomes: bool = True  # crafted failures compensated, the rest completed
+    # Refusals a payment built to succeed may still end compensated with (a race it can lose,
+    # e.g. insufficient_funds when several sagas share a small balance); any other reason is
+    # unexpected. Those refusals are counted as faults (``refused_<reason>``).
+    allowed_refusals: frozenset[str] = frozenset()
+    # Realistic balances: ``accounts`` accounts (0: one per five sagas) seeded with
+    # ``balance_minor`` each, and the amount of each payment drawn from ``amounts_minor``.
+    accounts: int = 0
+    balance_minor: int = 10**9
+    amounts_minor: tuple[int, ...] = (1_000,)
 
 
 @dataclass
@@ -113,6 +126,7 @@ class Result:
     elapsed_s: float
     reasons: dict[str, int] = field(default_factory=dict)  # why sagas were compensated
     restarts_after_outage: int = 0  # processes that could not start during an outage
+    overdrawn: list[str] = field(default_factory=list)  # accounts with a negative balance
 
     @property
     def ok(self) -> bool:
@@ -124,6 +138,7 @@ class Result:
             and self.books_balanced
             and self.dead_lettered == self.dead_letters_expected
             and self.dead_letters_without_reason == 0
+            and not self.overdrawn
         )
 
 
@@ -168,6 +183,7 @@ class FaultRun:
             "BATON_ORCHESTRATOR__OUTBOX_GRACE_S": "1.0",
         }
         self.group = ProcessGroup(env, self.dir / "logs")
+        self.keys = KeySet.generate(("orchestrator", *PARTICIPANTS, "cli"))  # one per process
 
     # -- processes -----------------------------------------------------------------------
 
@@ -177,9 +193,11 @@ class FaultRun:
 
     def spawn(self, name: str) -> None:
         if name.startswith("orchestrator"):
-            self.group.spawn(name, "orchestrator", env=self.scenario.orchestrator_env)
+            env = {**self.keys.env("orchestrator"), **self.scenario.orchestrator_env}
+            self.group.spawn(name, "orchestrator", env=env)
         else:
-            self.group.spawn(name, "participant", name, env=self.scenario.participant_env.get(name))
+            env = {**self.keys.env(name), **(self.scenario.participant_env.get(name) or {})}
+            self.group.spawn(name, "participant", name, env=env)
 
     def kill(self, name: str, kind: str) -> None:
         """SIGKILL ``name`` (counted as ``kind``); the supervisor restarts it."""
@@ -253,7 +271,8 @@ class FaultRun:
         for n in range(self.scenario.sagas):
             fails = self.rng.random() < self.scenario.fail_share
             fails_at = self.rng.choice(FAIL_POINTS) if fails else None
-            start = self.world.transaction(n, fails_at=fails_at)
+            amount = self.rng.choice(self.scenario.amounts_minor)
+            start = self.world.transaction(n, fails_at=fails_at, amount_minor=amount)
             starts.append(start)
         return starts
 
@@ -273,6 +292,7 @@ class FaultRun:
             crafted = "fails at" in body.description
             self.expected[saga_id] = "compensated" if crafted else "completed"
             wire = encode(Envelope(kind=body.KIND, saga_id="-"), body)
+            wire = self.keys.keyring("cli").sign(wire)  # as `baton start` does
             await self.publish(wire, self.topology.start_queue)
         self.publishing = False
 
@@ -309,8 +329,9 @@ class FaultRun:
         try:
             await self.broker.declare(PARTICIPANTS)
             self.world = await seed_demo_world(
-                self.redis, self.namespace, accounts=max(20, self.scenario.sagas // 5),
-                balance_minor=10**9,
+                self.redis, self.namespace,
+                accounts=self.scenario.accounts or max(20, self.scenario.sagas // 5),
+                balance_minor=self.scenario.balance_minor,
             )  # fmt: skip
             for name in [*self.orchestrators, *PARTICIPANTS]:
                 self.spawn(name)
@@ -354,9 +375,16 @@ class FaultRun:
             if not state.status.is_finished:
                 unfinished += 1
             elif state.status.value != self.expected[saga_id]:
-                unexpected += 1
+                reason = (state.reason or "").split(":")[0]
+                if reason in self.scenario.allowed_refusals:
+                    self.faults[f"refused_{reason}"] += 1  # lost a race it may lose
+                else:
+                    unexpected += 1
         counts = Counter(outcomes.values())
-        report = await Ledger(self.redis, self.namespace).check_books(outcomes)
+        ledger = Ledger(self.redis, self.namespace)
+        report = await ledger.check_books(outcomes)
+        books = await ledger.snapshot()
+        overdrawn = sorted(a for a, b in books.accounts.items() if b.balance < 0)
         dead, without_reason = await self._dead_letters()
         self._count_logged_faults()
         return Result(
@@ -378,6 +406,7 @@ class FaultRun:
             elapsed_s=round(elapsed, 1),
             reasons=dict(reasons),
             restarts_after_outage=self.restarts_after_outage,
+            overdrawn=overdrawn,
         )
 
     async def _dead_letters(self) -> tuple[dict[str, int], int]:
@@ -406,7 +435,13 @@ class FaultRun:
         return dict(sorted(counts.items())), without_reason
 
     def _count_logged_faults(self) -> None:
-        """Faults only the processes themselves see: crash points and reply chaos."""
+        """Faults only the processes themselves see: crash points, reply and handler chaos.
+
+        Also what the participants' protocol did about them (``handled_<outcome>`` for the
+        outcomes that only a fault causes: a duplicate delivery answered from the inbox, a
+        busy lease waited out, an infrastructure error redelivered, an expired command),
+        so a scenario can assert its faults reached the code they are meant to exercise.
+        """
         for path in (self.dir / "logs").glob("*.log"):
             for line in path.read_text(errors="replace").splitlines():
                 if '"crash_point"' in line or '"reply_chaos"' in line:
@@ -414,6 +449,12 @@ class FaultRun:
                     kind = event.get("point") or event.get("action")
                     prefix = "orchestrator_crash_" if event["event"] == "crash_point" else "reply_"
                     self.faults[prefix + str(kind).removeprefix("reply_")] += 1
+                elif '"handler_chaos"' in line:
+                    self.faults[f"handler_{json.loads(line).get('action')}"] += 1
+                elif '"command_handled"' in line:
+                    outcome = json.loads(line).get("outcome")
+                    if outcome in FAULT_OUTCOMES:
+                        self.faults[f"handled_{outcome}"] += 1
 
     async def close(self) -> None:
         """Stop every process, delete every queue and key, remove the run's directory."""

@@ -75,6 +75,7 @@ async def test_participants_killed(rabbit_node: RabbitNode, redis_server: RedisS
         rabbit_node, redis_server,
     )  # fmt: skip
     assert result.faults_injected["participant_kill"] >= 2
+    assert result.faults_injected.get("participant_crash", 0) >= 1
 
 
 async def test_rabbit_connections_closed_and_node_restarted(
@@ -88,6 +89,7 @@ async def test_rabbit_connections_closed_and_node_restarted(
         rabbit_node, redis_server,
     )  # fmt: skip
     assert result.faults_injected["rabbit_restart"] >= 1
+    assert result.faults_injected["rabbit_connections_closed"] >= 1
 
 
 async def test_redis_restarted(rabbit_node: RabbitNode, redis_server: RedisServer) -> None:
@@ -103,11 +105,12 @@ async def test_participant_down_then_back(
     rabbit_node: RabbitNode, redis_server: RedisServer
 ) -> None:
     """A participant down for a stretch shorter than its step's retry budget: sagas wait, finish."""
-    await run(
+    result = await run(
         Scenario("participant_down_waits", size(150, 400), rate_per_s=15,
                  faults=[f.outage("pci", after_s=2.0, down_s=8.0)]),
         rabbit_node, redis_server,
     )  # fmt: skip
+    assert result.faults_injected["participant_outage"] == 1
 
 
 async def test_participant_down_past_saga_deadline(
@@ -120,6 +123,7 @@ async def test_participant_down_past_saga_deadline(
                  expect_outcomes=False, faults=[f.outage("risk", after_s=2.0, down_s=10.0)]),
         rabbit_node, redis_server,
     )  # fmt: skip
+    assert result.faults_injected["participant_outage"] == 1
     assert result.reasons.get("saga_deadline", 0) >= 1, result.reasons
 
 
@@ -136,7 +140,9 @@ async def test_replies_duplicated_reordered_delayed_dropped_and_stale(
         rabbit_node, redis_server,
     )  # fmt: skip
     assert result.faults_injected["reply_duplicated"] >= 1
+    assert result.faults_injected["reply_dropped"] >= 1
     assert result.faults_injected["stale_reply"] >= 1
+    assert result.faults_injected["handled_duplicate"] >= 1  # a dropped reply's retry answered
 
 
 async def test_pivot_outcome_unknown(rabbit_node: RabbitNode, redis_server: RedisServer) -> None:
@@ -147,6 +153,7 @@ async def test_pivot_outcome_unknown(rabbit_node: RabbitNode, redis_server: Redi
         redis_server,
     )  # fmt: skip
     assert result.faults_injected["reply_first_reply_dropped"] >= result.completed
+    assert result.faults_injected["handled_duplicate"] >= result.completed
 
 
 async def test_malformed_input_and_unknown_sagas(
@@ -160,6 +167,7 @@ async def test_malformed_input_and_unknown_sagas(
         rabbit_node, redis_server,
     )  # fmt: skip
     assert len(result.dead_letters_expected) == 2 + len(PARTICIPANTS)
+    assert result.faults_injected["unknown_saga_reply"] >= 1
 
 
 async def test_everything_mixed(rabbit_node: RabbitNode, redis_server: RedisServer) -> None:
@@ -184,4 +192,60 @@ async def test_everything_mixed(rabbit_node: RabbitNode, redis_server: RedisServ
             f.once(2.0, f.inject_malformed),
         ],
     )  # fmt: skip
-    await run(scenario, rabbit_node, redis_server)
+    result = await run(scenario, rabbit_node, redis_server)
+    for kind in (
+        "orchestrator_kill",
+        "participant_kill",
+        "rabbit_connections_closed",
+        "rabbit_restart",
+        "redis_restart",
+        "stale_reply",
+        "unknown_saga_reply",
+    ):
+        assert result.faults_injected.get(kind, 0) >= 1, (kind, result.faults_injected)
+
+
+async def test_handlers_slower_than_their_timeout(
+    rabbit_node: RabbitNode, redis_server: RedisServer
+) -> None:
+    """A share of commands takes longer than the step timeout (2 s) in every participant.
+
+    The orchestrator times out and retries under the same effect id while the first delivery
+    still runs: the retry must wait for the lease (busy) and answer the stored outcome
+    (duplicate), never run the handler a second time; a slow authorization must not strand
+    its hold, a slow capture must not capture twice or be compensated.
+    """
+    slow = {"BATON_PARTICIPANT__SLOW_MS": "2600", "BATON_PARTICIPANT__SLOW_RATE": "0.12"}
+    result = await run(
+        Scenario("slow_handlers", size(120, 600), rate_per_s=15, fail_share=0.3,
+                 participant_env=dict.fromkeys(PARTICIPANTS, slow)),
+        rabbit_node, redis_server,
+    )  # fmt: skip
+    assert result.faults_injected["handler_slowed"] >= 5
+    # the slow deliveries' own retries met them: waited on the lease or answered from the inbox
+    raced = result.faults_injected.get("handled_duplicate", 0)
+    assert raced >= 1, result.faults_injected
+
+
+async def test_small_balances_shared_by_sagas(
+    rabbit_node: RabbitNode, redis_server: RedisServer
+) -> None:
+    """Few accounts, balances just above and below the amounts, many sagas per account.
+
+    Holds race refusals (insufficient_funds) on the same account, while crafted failures
+    void their holds and give the money back. A payment built to succeed may end
+    compensated only for insufficient_funds; no account goes below zero, no hold is left.
+    """
+    chaos = {"BATON_PARTICIPANT__SLOW_MS": "300", "BATON_PARTICIPANT__SLOW_RATE": "0.2",
+             "BATON_PARTICIPANT__REPLY_DUPLICATE_RATE": "0.05"}  # fmt: skip
+    result = await run(
+        Scenario("small_balances", size(150, 600), rate_per_s=20, fail_share=0.3,
+                 accounts=size(25, 100), balance_minor=2_500,
+                 amounts_minor=(999, 1_000, 1_249, 1_250, 1_251, 2_499, 2_500, 2_501),
+                 allowed_refusals=frozenset({"insufficient_funds"}),
+                 participant_env={"payment": chaos}),
+        rabbit_node, redis_server,
+    )  # fmt: skip
+    assert result.faults_injected["refused_insufficient_funds"] >= 1, result.faults_injected
+    assert result.faults_injected["handler_slowed"] >= 1
+    assert result.completed >= 1

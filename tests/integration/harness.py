@@ -1,4 +1,9 @@
-"""An in-process Baton on the real broker and Redis, and a participant the test scripts by hand."""
+"""An in-process Baton on the real broker and Redis, and a participant the test scripts by hand.
+
+Everything is signed as deployed: the orchestrator with its key from the settings, starts as
+the upstream ``cli``, and a scripted participant's replies with the key of the participant
+it plays (all from the session's ``keys``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from uuid import uuid4
 
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractIncomingMessage
@@ -16,11 +22,15 @@ from contracts.base import Contract, Start
 from contracts.envelope import Envelope
 from messaging.amqp import Broker, wire_of
 from messaging.codec import decode, encode
+from messaging.errors import ContractError
+from messaging.sealing import Sealer
 from messaging.settings import Settings
+from messaging.signing import ORCHESTRATOR, Keyring, KeySet
 from orchestrator.catalog import Catalog, saga_id_for
 from orchestrator.definition import SagaDefinition, builtin_definitions, parse_definition
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
+from orchestrator.sealed_fields import SealedFields, sensitive_fields
 from orchestrator.state import SagaState
 
 T = TypeVar("T")
@@ -67,6 +77,7 @@ class Baton:
     store: RedisSagaStore
     orchestrator: Orchestrator
     settings: Settings
+    upstream: Keyring  # signs the starts, as the upstream "cli"
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: list[dict[str, Any]] = field(default_factory=list)  # every event on reply_to
     reply_queue: str = ""
@@ -74,8 +85,9 @@ class Baton:
     async def start(self, body: Start, *, saga: str = "payment") -> str:
         envelope = Envelope(kind=body.KIND, saga_id="-", reply_to=self.reply_queue)
         await self.broker.publish(
-            encode(envelope, body), exchange="", routing_key=self.broker.topology.start_queue
-        )
+            self.upstream.sign(encode(envelope, body)), exchange="",
+            routing_key=self.broker.topology.start_queue,
+        )  # fmt: skip
         return saga_id_for(saga, body.idempotency_key)
 
     async def final(self, saga_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -97,24 +109,39 @@ class Baton:
 
 @asynccontextmanager
 async def running_baton(
-    broker: Broker, redis_client: aioredis.Redis, settings: Settings, catalog: Catalog | None = None
+    broker: Broker,
+    redis_client: aioredis.Redis,
+    settings: Settings,
+    catalog: Catalog | None = None,
+    *,
+    keys: KeySet,
+    sealer: Sealer | None = None,
 ) -> AsyncIterator[Baton]:
-    """One orchestrator replica, in this process, until the block ends."""
+    """One orchestrator replica, in this process, until the block ends.
+
+    It signs with the key in ``settings.signing``; starts are signed with ``keys``' ``cli``.
+    With ``sealer`` the store seals as a deployed one does (tests of data at rest).
+    """
+    catalog = catalog or Catalog([fast_payment()])
     store = RedisSagaStore(
         redis_client,
         namespace=settings.namespace,
         shards=settings.orchestrator.shards,
         retention_s=3600,
+        sealed=SealedFields(sealer, sensitive_fields(catalog)) if sealer else None,
     )
     orchestrator = Orchestrator(
-        catalog or Catalog([fast_payment()]),
+        catalog,
         store,
         broker,
+        keyring=Keyring.from_settings(settings.signing, role=ORCHESTRATOR),
         config=RunnerConfig(tick_interval_s=0.02, outbox_grace_s=0.5),
     )
-    baton = Baton(broker, store, orchestrator, settings)
+    baton = Baton(broker, store, orchestrator, settings, keys.keyring("cli"))
     channel = await broker.connection.channel()
-    queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+    # under the prefix the orchestrator answers (a robust channel's anonymous queue is amq_…)
+    reply_queue = f"{broker.topology.reply_prefix}{uuid4().hex}"
+    queue = await channel.declare_queue(reply_queue, exclusive=True, auto_delete=True)
 
     async def on_final(message: AbstractIncomingMessage) -> None:
         await message.ack()
@@ -143,17 +170,29 @@ class Received:
 
 
 class ScriptedParticipant:
-    """Takes commands off a participant's queue and lets the test decide what to answer."""
+    """Takes commands off a participant's queue and lets the test decide what to answer.
 
-    def __init__(self, broker: Broker, name: str) -> None:
+    It takes only commands signed by the orchestrator (others are kept in ``refused``) and
+    signs its replies as the participant ``name``, with the session's ``keys``.
+    """
+
+    def __init__(self, broker: Broker, name: str, keys: KeySet) -> None:
         self._broker = broker
         self.name = name
+        self.keyring = keys.keyring(name)
         self.inbox: asyncio.Queue[Received] = asyncio.Queue()
+        self.refused: list[str] = []  # why commands were not taken
 
     async def start(self) -> ScriptedParticipant:
         async def on_command(message: AbstractIncomingMessage) -> None:
-            envelope, body = decode(wire_of(message))
             await message.ack()
+            wire = wire_of(message)
+            try:
+                self.keyring.verify_from(wire, (ORCHESTRATOR,), "commands")
+            except ContractError as exc:
+                self.refused.append(exc.reason)
+                return
+            envelope, body = decode(wire)
             await self.inbox.put(Received(envelope, body))
 
         await self._broker.consume(self._broker.topology.command_queue(self.name), on_command)
@@ -168,5 +207,6 @@ class ScriptedParticipant:
             envelope = envelope.model_copy(update={"attempt": attempt})
         t = self._broker.topology
         await self._broker.publish(
-            encode(envelope, body), exchange=t.replies_exchange, routing_key=t.replies_queue
-        )
+            self.keyring.sign(encode(envelope, body)), exchange=t.replies_exchange,
+            routing_key=t.replies_queue,
+        )  # fmt: skip

@@ -10,12 +10,18 @@ import redis.asyncio as aioredis
 from contracts.money import Money
 from messaging.errors import StepRejected
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed, derive_id
+from participants.payments.pci import PciKeys
 
 pytestmark = pytest.mark.integration
 
 
 def eur(minor: int) -> Money:
     return Money(minor=minor, currency="EUR")
+
+
+def attestation(ledger: Ledger, saga: str = "s1", merchant: str = "shop") -> str:
+    """The key of the PCI attestation the fixture issued for ``saga`` and ``merchant``."""
+    return PciKeys(ledger.keys.namespace).attestation(f"att_{saga}_{merchant}")
 
 
 @pytest.fixture
@@ -32,6 +38,12 @@ async def ledger(redis_client: aioredis.Redis, namespace: str) -> Ledger:
             MerchantSeed(merchant_id="closed", currency="EUR", open=False),
         ],
     )
+    for saga in ("s1", "s2"):
+        for merchant in ("shop", "closed", "ghost"):
+            await redis_client.hset(
+                attestation(books, saga, merchant),
+                mapping={"status": "issued", "saga_id": saga, "merchant": merchant},
+            )
     return books
 
 
@@ -83,8 +95,12 @@ async def test_void_before_authorize_refuses_the_late_authorize(ledger: Ledger) 
 
 async def test_capture_moves_the_hold_to_the_merchant_once(ledger: Ledger) -> None:
     hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
-    first = await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
-    second = await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
+    first = await ledger.capture(
+        "s1:capture", "s1", hold_id, "shop", eur(1_000), attestation(ledger, "s1", "shop")
+    )
+    second = await ledger.capture(
+        "s1:capture", "s1", hold_id, "shop", eur(1_000), attestation(ledger, "s1", "shop")
+    )
     assert first == second
     books = await ledger.snapshot()
     assert books.merchants["shop"].balance == 1_000
@@ -95,7 +111,9 @@ async def test_capture_moves_the_hold_to_the_merchant_once(ledger: Ledger) -> No
 
 async def test_void_never_undoes_a_capture(ledger: Ledger) -> None:
     hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
-    await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000))
+    await ledger.capture(
+        "s1:capture", "s1", hold_id, "shop", eur(1_000), attestation(ledger, "s1", "shop")
+    )
     assert await ledger.void("s1:auth") is False
     assert await ledger.balance("alice") == 9_000
     assert (await ledger.snapshot()).holds[hold_id].status == "captured"
@@ -107,6 +125,7 @@ async def test_void_never_undoes_a_capture(ledger: Ledger) -> None:
         ("real", "shop", 999, "hold_not_capturable"),  # wrong amount
         ("unknown", "shop", 1_000, "hold_not_capturable"),
         ("voided", "shop", 1_000, "hold_not_capturable"),
+        ("other_saga", "shop", 1_000, "hold_not_capturable"),
         ("real", "closed", 1_000, "merchant_closed"),
         ("real", "ghost", 1_000, "merchant_closed"),
     ],
@@ -115,21 +134,55 @@ async def test_capture_refusals_change_nothing(
     ledger: Ledger, hold: str, merchant: str, amount: int, reason: str
 ) -> None:
     hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    other = await ledger.authorize("s2:auth", "s2", "alice", eur(1_000))
     if hold == "voided":
         await ledger.void("s1:auth")
-    target = {"real": hold_id, "voided": hold_id, "unknown": "hold_nope"}[hold]
+    target = {"real": hold_id, "voided": hold_id, "unknown": "hold_nope", "other_saga": other}
     with pytest.raises(StepRejected) as refused:
-        await ledger.capture("s1:capture", "s1", target, merchant, eur(amount))
+        await ledger.capture(
+            "s1:capture", "s1", target[hold], merchant, eur(amount),
+            attestation(ledger, "s1", merchant),
+        )  # fmt: skip
     assert refused.value.reason == reason
     books = await ledger.snapshot()
     assert books.captures == {}
     assert books.holds[hold_id].status in ("held", "voided")
+    assert books.holds[other].status == "held"
+
+
+@pytest.mark.parametrize(
+    ("saga", "merchant", "status"),
+    [
+        ("s2", "shop", "issued"),  # another saga's attestation
+        ("s1", "closed", "issued"),  # issued for another merchant than the capture's
+        ("s1", "shop", "revoked"),
+        ("s1", "shop", None),  # never issued
+    ],
+)
+async def test_capture_refuses_an_attestation_pci_did_not_issue_for_it(
+    ledger: Ledger, redis_client: aioredis.Redis, saga: str, merchant: str, status: str | None
+) -> None:
+    hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
+    key = attestation(ledger, saga, merchant)
+    if status is None:
+        await redis_client.delete(key)
+    else:
+        await redis_client.hset(key, "status", status)
+    with pytest.raises(StepRejected) as refused:
+        await ledger.capture("s1:capture", "s1", hold_id, "shop", eur(1_000), key)
+    assert refused.value.reason == "attestation_mismatch"
+    books = await ledger.snapshot()
+    assert books.captures == {}
+    assert books.merchants["shop"].balance == 0
+    assert books.holds[hold_id].status == "held"
 
 
 async def _two_sagas(ledger: Ledger) -> dict[str, str]:
     """A completed saga s1 and a compensated saga s2."""
     hold = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
-    await ledger.capture("s1:capture", "s1", hold, "shop", eur(1_000))
+    await ledger.capture(
+        "s1:capture", "s1", hold, "shop", eur(1_000), attestation(ledger, "s1", "shop")
+    )
     await ledger.authorize("s2:auth", "s2", "alice", eur(2_000))
     await ledger.void("s2:auth")
     return {"s1": "completed", "s2": "compensated"}
@@ -220,16 +273,22 @@ async def test_a_refused_capture_stays_refused_for_its_effect_id(
 ) -> None:
     hold_id = await ledger.authorize("s1:auth", "s1", "alice", eur(1_000))
     with pytest.raises(StepRejected, match="merchant_closed"):
-        await ledger.capture("s1:capture", "s1", hold_id, "closed", eur(1_000))
+        await ledger.capture(
+            "s1:capture", "s1", hold_id, "closed", eur(1_000), attestation(ledger, "s1", "closed")
+        )
     await redis_client.hset(ledger.keys.merchant("closed"), "open", "1")  # reopened meanwhile
     with pytest.raises(StepRejected) as again:
-        await ledger.capture("s1:capture", "s1", hold_id, "closed", eur(1_000))
+        await ledger.capture(
+            "s1:capture", "s1", hold_id, "closed", eur(1_000), attestation(ledger, "s1", "closed")
+        )
     assert again.value.reason == "merchant_closed"
     books = await ledger.snapshot()
     assert books.captures == {}
     assert books.captures_per_saga == {}
     assert books.holds[hold_id].status == "held"
-    await ledger.capture("s1:capture-2", "s1", hold_id, "closed", eur(1_000))  # a new effect
+    await ledger.capture(
+        "s1:capture-2", "s1", hold_id, "closed", eur(1_000), attestation(ledger, "s1", "closed")
+    )  # a new effect
     assert (await ledger.snapshot()).holds[hold_id].status == "captured"
 
 

@@ -21,6 +21,7 @@ from messaging.amqp import Broker
 from messaging.codec import Wire
 from messaging.errors import DefinitionError
 from messaging.settings import Settings
+from messaging.signing import KeySet
 from orchestrator.engine import effect_id
 from orchestrator.state import SagaStatus, StepStatus
 from tests.integration.harness import Baton, ScriptedParticipant, eventually, running_baton
@@ -53,15 +54,15 @@ def a_payment(key: str = "k-1") -> p.StartTransaction:
 
 @pytest.fixture
 async def baton(
-    broker: Broker, redis_client: aioredis.Redis, settings: Settings
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings, keys: KeySet
 ) -> AsyncIterator[Baton]:
-    async with running_baton(broker, redis_client, settings) as running:
+    async with running_baton(broker, redis_client, settings, keys=keys) as running:
         yield running
 
 
 @pytest.fixture
-async def world(broker: Broker) -> dict[str, ScriptedParticipant]:
-    return {name: await ScriptedParticipant(broker, name).start() for name in STEPS}
+async def world(broker: Broker, keys: KeySet) -> dict[str, ScriptedParticipant]:
+    return {name: await ScriptedParticipant(broker, name, keys).start() for name in STEPS}
 
 
 async def answer_all(world: dict[str, ScriptedParticipant], upto: int = 4) -> None:
@@ -222,7 +223,7 @@ async def test_a_reused_key_and_an_invalid_start_are_answered_rejected(
     bad = Wire(b'{"idempotency_key": "k-bad"}', kind=p.StartTransaction.KIND,
                reply_to=baton.reply_queue)  # fmt: skip
     t = baton.broker.topology
-    await baton.broker.publish(bad, exchange="", routing_key=t.start_queue)
+    await baton.broker.publish(baton.upstream.sign(bad), exchange="", routing_key=t.start_queue)
     rejected = await answer(baton, "rejected")
     assert (rejected["reason"], rejected["idempotency_key"]) == ("invalid_body", "k-bad")
     assert await eventually(dead_lettered(baton, t.start_queue, 2), what="both dead-lettered")
@@ -331,10 +332,14 @@ MALFORMED: list[tuple[str, Wire]] = [
 ]
 
 
-async def test_malformed_messages_are_dead_lettered_and_change_nothing(baton: Baton) -> None:
+async def test_malformed_messages_are_dead_lettered_and_change_nothing(
+    baton: Baton, keys: KeySet
+) -> None:
+    """Signed by whom they should be, so that what is judged is the message itself."""
     t = baton.broker.topology
     for _, wire in MALFORMED:
-        await baton.broker.publish(wire, exchange="", routing_key=t.start_queue)
+        signed = baton.upstream.sign(wire)
+        await baton.broker.publish(signed, exchange="", routing_key=t.start_queue)
     reply_garbage = [
         Wire(b"[]", kind=p.PaymentAuthorized.KIND),  # no saga id header
         Wire(
@@ -345,7 +350,8 @@ async def test_malformed_messages_are_dead_lettered_and_change_nothing(baton: Ba
         Wire(b"\xff\xfe", kind=StepFailed.KIND, headers={"x-baton-saga-id": "s"}),
     ]
     for wire in reply_garbage:
-        await baton.broker.publish(wire, exchange=t.replies_exchange, routing_key=t.replies_queue)
+        signed = keys.keyring("payment").sign(wire)
+        await baton.broker.publish(signed, exchange=t.replies_exchange, routing_key=t.replies_queue)
     assert await eventually(dead_lettered(baton, t.start_queue, len(MALFORMED)), what="start DLQ")
     assert await eventually(
         dead_lettered(baton, t.replies_queue, len(reply_garbage)), what="reply DLQ"

@@ -21,7 +21,7 @@ from messaging.errors import StepRejected
 from participants.payments import DemoWorld, FailAt, seed_demo_world
 from participants.payments.authorization import AuthorizationService
 from participants.payments.ledger import Ledger
-from participants.payments.pci import COMPLIANT, PciService
+from participants.payments.pci import COMPLIANT, PciKeys, PciService
 from participants.payments.risk import RiskService
 from participants.payments.transaction import TransactionService
 from participants.sdk import MessageContext
@@ -108,9 +108,11 @@ async def test_pci_refusals(pci: PciService) -> None:
              ("tok_abcdefgh1", "shady", "merchant_not_compliant"),
              ("tok_abcdefgh1", "unknown", "merchant_not_compliant")]  # fmt: skip
     for n, (token, merchant, reason) in enumerate(cases):
+        # model_construct: the contract refuses a card number at the edge already; the
+        # participant's own check is the second line
+        cmd = CheckCompliance.model_construct(card_token=token, merchant_id=merchant)
         with pytest.raises(StepRejected) as refused:
-            await pci.check(CheckCompliance(card_token=token, merchant_id=merchant),
-                            ctx(f"s{n}", "pci"))  # fmt: skip
+            await pci.check(cmd, ctx(f"s{n}", "pci"))
         assert refused.value.reason == reason
 
 
@@ -142,7 +144,7 @@ async def run_saga(
             CheckCompliance(card_token=start.card_token, merchant_id=start.merchant_id),
             ctx(saga, "pci"),
         )
-        await TransactionService(ledger).capture(
+        await TransactionService(ledger, PciKeys(namespace)).capture(
             CaptureTransaction(
                 hold_id=auth.hold_id,
                 merchant_id=start.merchant_id,
@@ -271,3 +273,46 @@ async def test_a_pci_refusal_racing_a_success_of_its_effect_id_answers_the_succe
     answer = await pci.check(cmd, ctx("s1", "pci"))  # saw the merchant expired
     assert answer.attestation_id.startswith("att_")
     assert answer == await pci.check(cmd, ctx("s1", "pci"))
+
+
+async def test_a_capture_is_checked_against_the_records_not_the_command(
+    redis_client: aioredis.Redis, namespace: str, pci: PciService
+) -> None:
+    """Even a command the orchestrator signed cannot capture another saga's hold, capture for
+    another merchant than PCI attested, or use another saga's attestation."""
+    world = await seed_demo_world(redis_client, namespace, accounts=2, balance_minor=100_000)
+    ledger = Ledger(redis_client, namespace)
+    capture = TransactionService(ledger, PciKeys(namespace)).capture
+    shop, other = world.merchants[0], world.merchants[1]
+    holds, attestations = {}, {}
+    for saga in ("s1", "s2"):
+        auth = await AuthorizationService(ledger).authorize(
+            AuthorizePayment(account_id=world.accounts[0], amount=eur(1_000)), ctx(saga, "auth")
+        )
+        att = await pci.check(CheckCompliance(card_token=world.tokens[0], merchant_id=shop),
+                              ctx(saga, "pci"))  # fmt: skip
+        holds[saga], attestations[saga] = auth.hold_id, att.attestation_id
+
+    def cmd(hold: str, merchant: str, att: str, minor: int = 1_000) -> CaptureTransaction:
+        return CaptureTransaction(hold_id=hold, merchant_id=merchant, amount=eur(minor),
+                                  attestation_id=att)  # fmt: skip
+
+    refusals = [
+        (cmd(holds["s1"], other, attestations["s1"]), "attestation_mismatch"),  # another merchant
+        (cmd(holds["s1"], shop, attestations["s2"]), "attestation_mismatch"),  # another saga's
+        (cmd(holds["s1"], shop, "att_made_up"), "attestation_mismatch"),
+        (cmd(holds["s2"], shop, attestations["s1"]), "hold_not_capturable"),  # another saga's
+        (cmd(holds["s1"], shop, attestations["s1"], 999), "hold_not_capturable"),
+    ]
+    for n, (command, reason) in enumerate(refusals):
+        with pytest.raises(StepRejected) as refused:
+            await capture(command, ctx("s1", f"capture-{n}"))
+        assert refused.value.reason == reason, n
+    await pci.revoke(RevokeAttestation(), ctx("s2", "pci", "compensate"))
+    with pytest.raises(StepRejected, match="attestation_mismatch"):  # revoked
+        await capture(cmd(holds["s2"], shop, attestations["s2"]), ctx("s2", "capture"))
+    books = await ledger.snapshot()
+    assert books.captures == {}
+    assert books.merchants[other].balance == books.merchants[shop].balance == 0
+    await capture(cmd(holds["s1"], shop, attestations["s1"]), ctx("s1", "capture"))
+    assert (await ledger.snapshot()).merchants[shop].balance == 1_000

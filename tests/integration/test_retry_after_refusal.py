@@ -19,6 +19,7 @@ from contracts.money import Money
 from messaging.amqp import Broker
 from messaging.errors import StepRejected
 from messaging.settings import ParticipantSettings, Settings
+from messaging.signing import KeySet
 from orchestrator.catalog import Catalog
 from orchestrator.definition import parse_definition
 from orchestrator.engine import effect_id
@@ -42,8 +43,9 @@ async def worker_stop() -> AsyncIterator[asyncio.Event]:
 
 
 async def test_a_retriable_refusal_is_retried_as_a_new_effect_and_succeeds(
-    broker: Broker, redis_client: aioredis.Redis, settings: Settings, worker_stop: asyncio.Event
-) -> None:
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings, worker_stop: asyncio.Event,
+    keys: KeySet,
+) -> None:  # fmt: skip
     effects: list[str] = []
     handlers = Handlers()
 
@@ -55,10 +57,11 @@ async def test_a_retriable_refusal_is_retried_as_a_new_effect_and_succeeds(
         return p.PaymentAuthorized(hold_id="hold-1")
 
     worker = Worker("payment", handlers, broker, redis_client, settings.namespace,
-                    ParticipantSettings(), rng=random.Random(1))  # fmt: skip
+                    ParticipantSettings(), keyring=keys.keyring("payment"),
+                    rng=random.Random(1))  # fmt: skip
     task = asyncio.create_task(worker.run(worker_stop))
     others = {
-        name: await ScriptedParticipant(broker, name).start()
+        name: await ScriptedParticipant(broker, name, keys).start()
         for name in ("risk", "pci", "transaction")
     }
     replies = {
@@ -70,7 +73,9 @@ async def test_a_retriable_refusal_is_retried_as_a_new_effect_and_succeeds(
         idempotency_key="retry-busy", account_id="acct-1", merchant_id="m-1",
         amount=Money(minor=100, currency="EUR"), card_token="tok_abcdef123456",
     )  # fmt: skip
-    async with running_baton(broker, redis_client, settings, busy_is_retriable()) as baton:
+    async with running_baton(
+        broker, redis_client, settings, busy_is_retriable(), keys=keys
+    ) as baton:
         saga_id = await baton.start(start)
         for name, reply in replies.items():
             command = await others[name].next()

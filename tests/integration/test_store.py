@@ -360,3 +360,18 @@ async def test_connect_owns_and_closes_its_client(
     async with RedisSagaStore.connect(redis_url, namespace=namespace, shards=2) as store:
         assert await store.create(a_state("s1"), [], []) is True
         assert await store.load("s1") == a_state("s1", version=1)
+
+
+async def test_a_claimed_outbox_entry_is_swept_by_one_sweeper_until_its_claim_lapses(
+    store: SagaStore,
+) -> None:
+    """All three replicas swept the same 235 entries after a restart (fault suite)."""
+    await store.create(a_state("s1"), [], [an_entry("a", "s1")])
+    first = await store.outbox_pending(math.inf, 10, claim=(1000.0, 1002.0))
+    second = await store.outbox_pending(math.inf, 10, claim=(1001.0, 1003.0))
+    lapsed = await store.outbox_pending(math.inf, 10, claim=(1002.5, 1004.5))
+    assert [e.id for e in first] == ["a"]
+    assert second == []  # another sweeper holds it
+    assert [e.id for e in lapsed] == ["a"]  # its sweeper died: swept again
+    await store.outbox_done("s1", ["a"])
+    assert await store.outbox_pending(math.inf, 10, claim=(2000.0, 2002.0)) == []

@@ -36,10 +36,12 @@ from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode, encode
 from messaging.errors import TransientError
 from messaging.settings import ParticipantSettings
+from messaging.signing import Keyring, KeySet, SigningKey
 from messaging.tracing import span_id, trace_id
 from participants.payments import SERVICES
 from participants.payments.authorization import AuthorizationService
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
+from participants.payments.pci import PciKeys
 from participants.sdk import (
     Claim,
     Handlers,
@@ -55,6 +57,9 @@ pytestmark = pytest.mark.integration
 
 DEADLINE_S = 10.0
 AMOUNT = Money(minor=1_500, currency="EUR")
+# Signed as deployed: commands by the orchestrator, replies by the participant.
+KEYS = KeySet.generate(["orchestrator", "payment", "risk", "pci", "transaction", "cli"])
+ORCHESTRATOR = KEYS.keyring("orchestrator")
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,9 @@ async def replies(broker: Broker) -> asyncio.Queue[Received]:
     got: asyncio.Queue[Received] = asyncio.Queue()
 
     async def on_reply(message: AbstractIncomingMessage) -> None:
-        envelope, body = decode(wire_of(message))
+        wire = wire_of(message)
+        assert ORCHESTRATOR.verify(wire) == wire.headers[env.H_SIGNER]  # signed by its sender
+        envelope, body = decode(wire)
         await message.ack()
         await got.put(Received(envelope, body))
 
@@ -110,7 +117,7 @@ async def running(
     """A worker running as a task; stopped (gracefully) on exit. ``options`` go to Worker."""
     stop = asyncio.Event()
     worker = Worker(name, handlers, broker, redis, namespace, settings or ParticipantSettings(),
-                    rng=random.Random(7), **options)  # fmt: skip
+                    keyring=KEYS.keyring(name), rng=random.Random(7), **options)  # fmt: skip
     task = asyncio.create_task(worker.run(stop))
     try:
         yield stop, task
@@ -140,8 +147,9 @@ async def send(
     )  # fmt: skip
     t = broker.topology
     await broker.publish(
-        encode(envelope, body), exchange=t.commands_exchange, routing_key=participant
-    )
+        ORCHESTRATOR.sign(encode(envelope, body)), exchange=t.commands_exchange,
+        routing_key=participant,
+    )  # fmt: skip
     return envelope
 
 
@@ -251,6 +259,23 @@ MALFORMED: dict[str, tuple[str, Callable[[], Wire]]] = {
 }  # fmt: skip
 
 
+STRANGER = KeySet([SigningKey.generate("orchestrator", "stolen")])  # not a key anyone trusts
+
+
+def forged_authorize() -> Wire:
+    """A well-formed authorize: only its signature is wrong."""
+    return Wire(body_with(100, "EUR"), AuthorizePayment.KIND, headers=good_headers())
+
+
+# Not signed by the orchestrator: dead-lettered before anything in them is read.
+FORGED: dict[str, tuple[str, Keyring | None]] = {
+    "unsigned": ("unsigned", None),
+    "signed_by_an_upstream": ("wrong_sender", KEYS.keyring("cli")),
+    "signed_by_another_participant": ("wrong_sender", KEYS.keyring("risk")),
+    "signed_by_an_unknown_key": ("unknown_key", STRANGER.keyring("orchestrator")),
+}  # fmt: skip
+
+
 async def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(
     worker_broker: Broker, broker: Broker, redis_client: aioredis.Redis, namespace: str,
     replies: asyncio.Queue[Received], ledger: Ledger,
@@ -265,24 +290,30 @@ async def test_malformed_messages_are_dead_lettered_and_the_worker_keeps_going(
     await broker.consume(t.dead_letter_queue(t.command_queue("payment")), on_dead)
     async with running("payment", payment_handlers(redis_client, namespace), worker_broker,
                        redis_client, namespace):  # fmt: skip
-        for case, (_, make) in MALFORMED.items():
+        cases: dict[str, tuple[Callable[[], Wire], Keyring | None]] = {
+            case: (make, ORCHESTRATOR) for case, (_, make) in MALFORMED.items()
+        }
+        cases |= {case: (forged_authorize, signer) for case, (_, signer) in FORGED.items()}
+        for case, (make, signer) in cases.items():
             wire = make()
+            wire = Wire(wire.body, wire.kind, message_id=case, content_type=wire.content_type,
+                        headers=wire.headers)  # fmt: skip
             await broker.publish(
-                Wire(wire.body, wire.kind, message_id=case, content_type=wire.content_type,
-                     headers=wire.headers),
+                signer.sign(wire) if signer else wire,
                 exchange=t.commands_exchange, routing_key="payment",
             )  # fmt: skip
         reasons: dict[str, str] = {}
-        while len(reasons) < len(MALFORMED):
+        while len(reasons) < len(cases):
             message = await asyncio.wait_for(dead.get(), DEADLINE_S)
             headers = message.headers or {}
             reasons[str(message.message_id)] = str(headers[env.H_REASON])
             assert headers[env.H_SOURCE_QUEUE] == t.command_queue("payment")
         await send(broker, "payment", authorize())  # still alive
         assert isinstance((await next_reply(replies)).body, PaymentAuthorized)
-    for case, (code, _) in MALFORMED.items():
+    for case, (code, _) in (MALFORMED | FORGED).items():
         assert reasons[case].startswith(code), (case, reasons[case])
     assert replies.empty()  # no reply to any malformed message
+    assert await ledger.balance("alice") == 10_000 - AMOUNT.minor  # no forged one authorized
 
 
 @pytest.mark.parametrize(
@@ -382,7 +413,9 @@ async def test_run_participant_serves_its_queue_until_stopped(
         redis=RedisSettings.model_validate({"url": redis_url}),
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(run_participant("payment", settings, stop))
+    task = asyncio.create_task(
+        run_participant("payment", settings, stop, keyring=KEYS.keyring("payment"))
+    )
     try:
         await send(broker, "payment", authorize())
         got = await next_reply(replies)
@@ -392,7 +425,7 @@ async def test_run_participant_serves_its_queue_until_stopped(
     assert isinstance(got.body, PaymentAuthorized)
     assert await ledger.balance("alice") == 10_000 - AMOUNT.minor
     with pytest.raises(ValueError, match="unknown participant"):
-        await run_participant("nobody", settings, stop)
+        await run_participant("nobody", settings, stop, keyring=KEYS.keyring("payment"))
 
 
 # -- one outcome per effect id (protocol §3-5) -------------------------------------------------
@@ -507,12 +540,15 @@ async def test_concurrent_identical_captures_move_money_iff_the_reply_says_captu
     pairs, price = 40, Money(minor=100, currency="EUR")
     holds = {f"s{i}": await ledger.authorize(f"s{i}:auth", f"s{i}", "alice", price)
              for i in range(pairs)}  # fmt: skip
+    for saga in holds:  # what PCI would have issued: the capture checks it
+        await redis_client.hset(PciKeys(namespace).attestation(f"att_{saga}"),
+                                mapping={"status": "issued", "saga_id": saga, "merchant": "shop"})
     coin_flip = ParticipantSettings(fail_rate=0.5)
     async with running("transaction", SERVICES["transaction"](redis_client, namespace),
                        worker_broker, redis_client, namespace, coin_flip):  # fmt: skip
         await asyncio.gather(*(
             send(broker, "transaction", CaptureTransaction(
-                hold_id=hold, merchant_id="shop", amount=price, attestation_id="att"),
+                hold_id=hold, merchant_id="shop", amount=price, attestation_id=f"att_{saga}"),
                 saga_id=saga, step="capture_transaction", attempt=attempt)
             for saga, hold in holds.items() for attempt in (1, 2)
         ))  # fmt: skip

@@ -34,6 +34,7 @@ from contracts.envelope import Envelope
 from contracts.topology import Topology
 from messaging.amqp import Broker
 from messaging.codec import Wire, encode
+from messaging.signing import KeySet
 from participants.payments import seed_demo_world
 from tests.conftest import PARTICIPANTS, delete_keys
 from tests.observability.stack import (
@@ -159,10 +160,14 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
             },
             logs,
         )
+        keys = KeySet.generate(["orchestrator", *PARTICIPANTS, "cli"])  # each its own key
         group.spawn("orchestrator", "orchestrator",
-                    env={"BATON_METRICS__PORT": str(ports["orchestrator"])})  # fmt: skip
+                    env={"BATON_METRICS__PORT": str(ports["orchestrator"]),
+                         **keys.env("orchestrator")})  # fmt: skip
         for name in PARTICIPANTS:
-            group.spawn(name, "participant", name, env={"BATON_METRICS__PORT": str(ports[name])})
+            metrics = {"BATON_METRICS__PORT": str(ports[name])}
+            group.spawn(name, "participant", name, env={**metrics, **keys.env(name)})
+        upstream = keys.keyring("cli")
         prometheus = Prometheus(
             scrape_config(
                 ports["orchestrator"], {p: ports[p] for p in PARTICIPANTS}, node.prometheus_port
@@ -188,10 +193,12 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
         # A healthy run with crafted failures at every step, and one undecodable start.
         world = await seed_demo_world(redis, namespace, accounts=20, balance_minor=10**9)
         starts, _ = transactions(world, DemoOptions(sagas=SAGAS, fail_rate=0.5, seed=11))
-        _, progress = await drive(broker, starts, concurrency=20, timeout_s=60)
+        _, progress = await drive(
+            broker, starts, concurrency=20, timeout_s=60, keyring=upstream
+        )
         assert progress.done == SAGAS, progress
         await broker.publish(
-            Wire(b"{not json", "payments.start_transaction.v1", uuid4().hex),
+            upstream.sign(Wire(b"{not json", "payments.start_transaction.v1", uuid4().hex)),
             exchange="",
             routing_key=topology.start_queue,
         )
@@ -241,7 +248,8 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
             payment = world.transaction(1000 + n)
             envelope = Envelope(kind=payment.KIND, saga_id="-")
             await broker.publish(
-                encode(envelope, payment), exchange="", routing_key=topology.start_queue
+                upstream.sign(encode(envelope, payment)), exchange="",
+                routing_key=topology.start_queue,
             )
         fired: set[str] = set()  # stuck sagas come and go as timeouts retry them: accumulate
 

@@ -32,6 +32,7 @@ from messaging.codec import encode
 from messaging.health import ObservabilityServer, serving
 from messaging.logs import MASK, configure_logging, redact
 from messaging.settings import ParticipantSettings, Settings
+from messaging.signing import KeySet
 from orchestrator import runner
 from orchestrator.catalog import Catalog, saga_id_for
 from orchestrator.definition import builtin_definitions
@@ -190,8 +191,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture
 async def participants(
-    redis_client: aioredis.Redis, rabbit_url: str, topology: Topology, namespace: str
-) -> AsyncIterator[dict[str, PrometheusWorkerMetrics]]:
+    redis_client: aioredis.Redis, rabbit_url: str, topology: Topology, namespace: str,
+    keys: KeySet,
+) -> AsyncIterator[dict[str, PrometheusWorkerMetrics]]:  # fmt: skip
     """The four real payment participants, each a Worker on its own connection."""
     metrics = {name: PrometheusWorkerMetrics(CollectorRegistry()) for name in PARTICIPANTS}
     stop = asyncio.Event()
@@ -203,7 +205,7 @@ async def participants(
             handlers = SERVICES[name](redis_client, namespace)
             worker = Worker(
                 name, handlers, broker, redis_client, namespace, ParticipantSettings(),
-                rng=random.Random(1), metrics=metrics[name],
+                keyring=keys.keyring(name), rng=random.Random(1), metrics=metrics[name],
             )  # fmt: skip
             tasks.append(asyncio.create_task(worker.run(stop)))
         try:
@@ -225,6 +227,7 @@ async def test_a_saga_is_one_trace_with_canonical_lines_metrics_and_history(
     participants: dict[str, PrometheusWorkerMetrics],
     spans: InMemorySpanExporter,
     monkeypatch: pytest.MonkeyPatch,
+    keys: KeySet,
 ) -> None:
     # A logger used once under a configuration with cache_logger_on_first_use (any earlier
     # in-process CLI call) keeps that configuration: give the two modules fresh ones.
@@ -235,15 +238,16 @@ async def test_a_saga_is_one_trace_with_canonical_lines_metrics_and_history(
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
     ) as logs:
-        async with running_baton(broker, redis_client, settings, catalog) as baton:
+        async with running_baton(broker, redis_client, settings, catalog, keys=keys) as baton:
             start = world.transaction(0)
             envelope = Envelope(
                 kind=start.KIND, saga_id="-", reply_to=baton.reply_queue,
                 traceparent=f"00-{TRACE}-b7ad6b7169203331-01",
             )  # fmt: skip
             await broker.publish(
-                encode(envelope, start), exchange="", routing_key=broker.topology.start_queue
-            )
+                baton.upstream.sign(encode(envelope, start)), exchange="",
+                routing_key=broker.topology.start_queue,
+            )  # fmt: skip
             saga_id = saga_id_for("payment", start.idempotency_key)
             final = await baton.final(saga_id)
             state = await baton.state(saga_id)

@@ -44,27 +44,53 @@ def _serves_metrics(port: int) -> bool:
         return False
 
 
-class RabbitNode:
-    """One node, ``<prefix>-<id>@localhost``; ``prometheus`` turns on rabbitmq_prometheus."""
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
-    def __init__(self, prefix: str, *, prometheus: bool = False) -> None:
+
+# As deploy/rabbitmq/rabbitmq.conf: big messages are refused by the broker itself.
+MAX_MESSAGE_SIZE = 512 * 1024
+
+
+class RabbitNode:
+    """One node, ``<prefix>-<id>@localhost``; ``prometheus`` turns on rabbitmq_prometheus,
+    ``management`` the management API (on ``management_port``); ``extra_config`` is
+    appended to its rabbitmq.conf (TLS listeners, for one)."""
+
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        prometheus: bool = False,
+        management: bool = False,
+        extra_config: str = "",
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-rabbit-"))
         self.name = f"{prefix}-{secrets.token_hex(4)}@localhost"
         self.port = free_port()
         self.prometheus_port = free_port() if prometheus else 0
+        self.management_port = free_port() if management else 0
         home = self.dir / "home"
         home.mkdir()
         cookie = home / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())
         cookie.chmod(0o400)
-        config = "loopback_users = none\n"
+        config = f"loopback_users = none\nmax_message_size = {MAX_MESSAGE_SIZE}\n"
         if prometheus:
             config += (
                 f"prometheus.tcp.port = {self.prometheus_port}\nprometheus.tcp.ip = 127.0.0.1\n"
             )
-        (self.dir / "rabbitmq.conf").write_text(config)
-        plugins = "[rabbitmq_prometheus]." if prometheus else "[]."  # never management
-        (self.dir / "enabled_plugins").write_text(plugins + "\n")
+        if management:  # on its own port: never the shared node's 15672
+            config += (
+                f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+            )
+        (self.dir / "rabbitmq.conf").write_text(config + extra_config)
+        enabled = ["rabbitmq_prometheus"] * prometheus + ["rabbitmq_management"] * management
+        (self.dir / "enabled_plugins").write_text(f"[{','.join(enabled)}].\n")
         self.env = {
             **os.environ,
             "HOME": str(home),
@@ -122,6 +148,10 @@ class RabbitNode:
         while self.prometheus_port and not _serves_metrics(self.prometheus_port):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"rabbitmq_prometheus did not answer; see {self.dir}")
+            time.sleep(0.2)
+        while self.management_port and not _listens(self.management_port):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rabbitmq_management did not answer; see {self.dir}")
             time.sleep(0.2)
 
     def close_all_connections(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -218,14 +219,18 @@ def reply_kind(definition: SagaDefinition, command: SendCommand) -> str:
 
 def ok(definition: SagaDefinition, command: SendCommand) -> ReplyReceived:
     kind = reply_kind(definition, command)
-    return ReplyReceived(command.step, command.phase, command.attempt, kind, REPLY_BODIES[kind])
+    return ReplyReceived(
+        command.step, command.phase, command.attempt, kind, REPLY_BODIES[kind],
+        sender=command.participant,
+    )  # fmt: skip
 
 
 def failure(command: SendCommand, *, retriable: bool, reason: str = "declined") -> ReplyReceived:
     body = StepFailed(reason=reason, retriable=retriable).model_dump(mode="json")
     return ReplyReceived(
-        command.step, command.phase, command.attempt, FAILED_KIND, body, reason, retriable
-    )
+        command.step, command.phase, command.attempt, FAILED_KIND, body, reason, retriable,
+        sender=command.participant,
+    )  # fmt: skip
 
 
 def reply_to(
@@ -235,7 +240,10 @@ def reply_to(
         definition.step(step).action if phase == "forward" else definition.step(step).compensation
     )
     assert action is not None
-    return ReplyReceived(step, phase, attempt, action.reply, REPLY_BODIES[action.reply])
+    return ReplyReceived(
+        step, phase, attempt, action.reply, REPLY_BODIES[action.reply],
+        sender=definition.step(step).participant,
+    )  # fmt: skip
 
 
 def compensations(saga: Saga) -> list[str]:
@@ -428,13 +436,36 @@ def test_pivot_technical_failures_after_a_lost_reply_never_compensate() -> None:
 def test_a_reply_of_an_unexpected_kind_counts_as_a_technical_failure() -> None:
     saga = Saga()
     command = saga.sent()
-    odd = ReplyReceived(AUTHORIZE, "forward", 1, "payments.risk_assessed.v1", {"score": 1})
+    odd = ReplyReceived(
+        AUTHORIZE, "forward", 1, "payments.risk_assessed.v1", {"score": 1}, sender="payment"
+    )
     saga.answer(odd)
     waiting = saga.state.waiting
     assert waiting is not None
     assert (waiting.attempt, waiting.sent) == (2, False)
     assert saga.state.steps[AUTHORIZE].output == {}
     assert command.attempt == 1
+
+
+@pytest.mark.parametrize("sender", ["risk", "orchestrator", "cli", ""])
+def test_a_reply_signed_by_another_than_the_steps_participant_is_ignored(sender: str) -> None:
+    """Validly signed, by the wrong service: a forged approval moves nothing (issue 11)."""
+    saga = Saga()
+    command = saga.sent()
+    forged = replace(ok(saga.definition, command), sender=sender)
+    before = saga.state
+    decision = saga.answer(forged)
+    assert decision.ignored == "wrong_sender"
+    assert decision.effects == ()
+    assert saga.state == before
+    assert saga.answer(ok(saga.definition, command)).ignored is None  # the real one counts
+
+
+def test_a_reply_for_a_step_the_definition_lacks_is_wrong_sender() -> None:
+    saga = Saga()
+    command = saga.sent()
+    stray = replace(ok(saga.definition, command), step="no_such_step")
+    assert saga.answer(stray).ignored == "wrong_sender"
 
 
 def test_a_business_reason_listed_as_retriable_is_retried() -> None:
@@ -894,3 +925,12 @@ def test_every_lifecycle_event_carries_the_idempotency_key() -> None:
     events = [e for d in saga.decisions for e in d.effects if isinstance(e, EmitEvent)]
     assert [e.event.event for e in events] == ["started", "completed"]
     assert {e.event.idempotency_key for e in events} == {a_start().idempotency_key}
+
+
+def test_a_command_stays_worth_handling_well_past_its_reply_timeout() -> None:
+    """A backlog longer than the timeout must not make every retry arrive expired."""
+    saga = Saga()
+    first = saga.sent()
+    timeout = PAYMENT.step(AUTHORIZE).action.timeout_s
+    assert first.deadline == T0 + timeout
+    assert first.expires_at - T0 >= max(4 * timeout, 30.0)

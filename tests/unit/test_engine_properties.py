@@ -131,6 +131,7 @@ def answer(command: SendCommand, outcome: Outcome, *, retriable: bool = False) -
         outcome.body,
         outcome.refusal,
         retriable,
+        sender=command.participant,
     )
 
 

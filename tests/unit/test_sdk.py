@@ -13,7 +13,7 @@ import redis.exceptions
 
 import participants.sdk
 from contracts.base import Reply, StepFailed
-from contracts.envelope import Envelope, Phase
+from contracts.envelope import H_KEY_ID, H_SIGNATURE, H_SIGNER, Envelope, Phase
 from contracts.money import Money
 from contracts.payments import (
     AssessRisk,
@@ -24,6 +24,7 @@ from contracts.payments import (
 from messaging.codec import Wire, encode
 from messaging.errors import StepRejected, TransientError
 from messaging.settings import ParticipantSettings
+from messaging.signing import KeySet
 from participants.sdk import (
     Chaos,
     Claim,
@@ -146,6 +147,7 @@ async def test_rates_are_drawn_from_the_seeded_random() -> None:
 # -- the protocol, without AMQP ---------------------------------------------------------------
 
 EFFECT = "effect-1"
+KEYS = KeySet.generate(["orchestrator", "risk", "cli"])  # commands are signed as deployed
 ASSESS = AssessRisk(account_id="alice", merchant_id="shop", amount=Money(minor=100, currency="EUR"))
 SCORED = RiskAssessed(score=7)
 
@@ -165,7 +167,7 @@ def wire(
         effect_id=EFFECT if phase == "forward" else "effect-undo", attempt=attempt,
         compensates=EFFECT if phase == "compensate" else "", deadline=deadline,
     )  # fmt: skip
-    return encode(envelope, body)
+    return KEYS.keyring("orchestrator").sign(encode(envelope, body))
 
 
 def responder(
@@ -181,8 +183,8 @@ def responder(
     if release is not None:
         handlers.register(ReleaseRiskExposure, release)
     return Responder(
-        handlers, inbox or MemoryInbox(), ParticipantSettings(**settings), participant="risk",
-        rng=random.Random(1), clock=clock,
+        handlers, inbox or MemoryInbox(), ParticipantSettings(**settings),
+        keyring=KEYS.keyring("risk"), participant="risk", rng=random.Random(1), clock=clock,
     )  # fmt: skip
 
 
@@ -419,10 +421,41 @@ async def test_the_heartbeat_keeps_a_slow_handlers_lease() -> None:
 
 async def test_undecodable_and_foreign_commands_are_dead_lettered() -> None:
     risk = responder(scored)
-    _, garbage = await risk.handle(Wire(b"{}", AssessRisk.KIND, headers={}))
+    orchestrator = KEYS.keyring("orchestrator")
+    _, garbage = await risk.handle(orchestrator.sign(Wire(b"{}", AssessRisk.KIND, headers={})))
     assert isinstance(garbage, DeadLetter)
     assert garbage.code == "missing_header"
     accepted, foreign = await risk.handle(wire(ReleaseRiskExposure(), phase="compensate"))
     assert accepted is None
     assert isinstance(foreign, DeadLetter)
     assert foreign.code == "no_handler"
+
+
+@pytest.mark.parametrize(
+    ("signer", "code"),
+    [(None, "unsigned"), ("cli", "wrong_sender"), ("risk", "wrong_sender"),
+     ("mallory", "unknown_key")],
+)  # fmt: skip
+async def test_only_commands_signed_by_the_orchestrator_run(signer: str | None, code: str) -> None:
+    """Unsigned, unknown or another service's signature: dead-lettered, the handler never runs."""
+    ran: list[str] = []
+
+    async def handler(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        ran.append(ctx.effect_id)
+        return SCORED
+
+    inbox = MemoryInbox()
+    risk = responder(handler, inbox)
+    command = wire()
+    signature = (H_SIGNER, H_KEY_ID, H_SIGNATURE)
+    headers = {k: v for k, v in command.headers.items() if k not in signature}
+    unsigned = Wire(command.body, command.kind, command.message_id, command.correlation_id,
+                    headers=headers)  # fmt: skip
+    keys = KEYS if signer != "mallory" else KeySet.generate(["mallory"])
+    forged = unsigned if signer is None else keys.keyring(signer).sign(unsigned)
+    accepted, verdict_ = await risk.handle(forged)
+    assert accepted is None
+    assert isinstance(verdict_, DeadLetter)
+    assert verdict_.code == code
+    assert ran == []
+    assert await inbox.stored(EFFECT) is None
