@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 CANCELLED = StepFailed(reason="cancelled", retriable=False)  # a forward effect undone first
 FIRST_POLL_S = 0.05  # a busy subject is polled after 50 ms, doubling ...
 MAX_POLL_S = 1.0  # ... up to once a second
+# A handler is stopped this far into a lease it could not renew: the rest is the margin for
+# the renewal's round trip and clock drift before Redis could grant the lease to another.
+LEASE_SAFE_SHARE = 0.8
 
 
 class ClaimStatus(StrEnum):
@@ -120,28 +123,44 @@ class Held:
 
 async def claim_waiting(
     inbox: Inbox, effect_id: str, *, compensates: str = "", lease_s: float
-) -> Claim:
-    """Claim, polling with backoff while another delivery is busy; give up after ~lease_s."""
+) -> tuple[Claim, float]:
+    """Claim, polling with backoff while another delivery is busy; give up after ~lease_s.
+
+    Also returns when (loop time) the last claim was sent: a granted lease runs at least
+    ``lease_s`` from then, whatever the round trip took."""
     waited, pause = 0.0, FIRST_POLL_S
+    loop = asyncio.get_running_loop()
     while True:
+        sent = loop.time()
         claim = await inbox.claim(effect_id, compensates=compensates, lease_s=lease_s)
         if not claim.busy or waited >= lease_s:
-            return claim
+            return claim, sent
         nap = min(pause, max(claim.retry_after_s, 0.001))  # no later than the lease expires
         await asyncio.sleep(nap)  # waiting for the other delivery, holding ours
         waited, pause = waited + nap, min(pause * 2, MAX_POLL_S)
 
 
-async def _heartbeat(inbox: Inbox, claim: Claim, lease_s: float) -> None:
-    """Renew the lease every lease_s/3 so a slow handler keeps it; stop once it is lost."""
+async def _heartbeat(
+    inbox: Inbox, claim: Claim, lease_s: float, handler_deadline: asyncio.Timeout
+) -> None:
+    """Renew the lease every lease_s/3 so a slow handler keeps it, and move the handler's
+    own deadline along with each renewal that got through. When renewals fail (the store is
+    away) the deadline is not moved, so the handler is stopped before the lease can expire
+    in Redis and another delivery be granted beside it; a lost lease stops it at once."""
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(lease_s / 3)
+        sent = loop.time()
         try:
-            if not await inbox.renew(claim, lease_s=lease_s):
-                log.warning("lease_lost", subject=claim.subject)
-                return
+            renewed = await inbox.renew(claim, lease_s=lease_s)
         except Exception:  # Redis hiccup: the next beat may get through before expiry
             log.warning("lease_renew_failed", subject=claim.subject, exc_info=True)
+            continue
+        if not renewed:
+            log.warning("lease_lost", subject=claim.subject)
+            handler_deadline.reschedule(loop.time())
+            return
+        handler_deadline.reschedule(sent + lease_s * LEASE_SAFE_SHARE)
 
 
 @asynccontextmanager
@@ -153,17 +172,22 @@ async def held(
     A granted lease is renewed while the block runs and released on the way out unless
     ``record`` ended it. Errors of the claim itself propagate (infrastructure).
     """
-    claim = await claim_waiting(inbox, effect_id, compensates=compensates, lease_s=lease_s)
+    claim, sent = await claim_waiting(
+        inbox, effect_id, compensates=compensates, lease_s=lease_s
+    )
     holding = Held(inbox, claim)
     if claim.status is not ClaimStatus.GRANTED:
         yield holding
         return
-    beat = asyncio.create_task(_heartbeat(inbox, claim, lease_s))
-    try:
-        yield holding
-    finally:
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)  # our own cancellation still raises
-        if not holding.recorded:
-            with suppress(Exception):  # unreleased, the lease simply expires
-                await inbox.release(claim)
+    # The block may run only while the lease surely holds: TimeoutError (an infrastructure
+    # error: the command is redelivered) once renewals stop getting through.
+    async with asyncio.timeout_at(sent + lease_s * LEASE_SAFE_SHARE) as handler_deadline:
+        beat = asyncio.create_task(_heartbeat(inbox, claim, lease_s, handler_deadline))
+        try:
+            yield holding
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)  # our own cancellation raises
+            if not holding.recorded:
+                with suppress(Exception):  # unreleased, the lease simply expires
+                    await inbox.release(claim)

@@ -124,6 +124,9 @@ class Result:
     dead_letters_expected: dict[str, int]
     dead_letters_without_reason: int
     elapsed_s: float
+    # why messages were dead-lettered ("<queue tail> <reason>"), and copies of one message
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    dead_letter_copies: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # why sagas were compensated
     restarts_after_outage: int = 0  # processes that could not start during an outage
     overdrawn: list[str] = field(default_factory=list)  # accounts with a negative balance
@@ -385,7 +388,7 @@ class FaultRun:
         report = await ledger.check_books(outcomes)
         books = await ledger.snapshot()
         overdrawn = sorted(a for a, b in books.accounts.items() if b.balance < 0)
-        dead, without_reason = await self._dead_letters()
+        dead, without_reason, why, copies = await self._dead_letters()
         self._count_logged_faults()
         return Result(
             scenario=self.scenario.name,
@@ -404,13 +407,16 @@ class FaultRun:
             dead_letters_expected=dict(sorted(self.expected_dead.items())),
             dead_letters_without_reason=without_reason,
             elapsed_s=round(elapsed, 1),
+            dead_letter_reasons=dict(sorted(why.items())),
+            dead_letter_copies=copies,
             reasons=dict(reasons),
             restarts_after_outage=self.restarts_after_outage,
             overdrawn=overdrawn,
         )
 
-    async def _dead_letters(self) -> tuple[dict[str, int], int]:
-        """Messages per dead-letter queue (only non-empty ones) and how many lack a reason.
+    async def _dead_letters(self) -> tuple[dict[str, int], int, Counter[str], int]:
+        """Messages per dead-letter queue (only non-empty ones), how many lack a reason, the
+        reasons, and how many are a second copy of a message (same queue and message id).
 
         Counted first, then drained to read each one's reason header; the queues are
         deleted right after anyway.
@@ -419,6 +425,8 @@ class FaultRun:
         queues = t.work_queues(PARTICIPANTS)
         counts: dict[str, int] = {}
         without_reason = 0
+        why: Counter[str] = Counter()
+        seen: Counter[tuple[str, str]] = Counter()
         channel = await self.broker.connection.channel()
         try:
             for queue in queues:
@@ -429,10 +437,14 @@ class FaultRun:
                 counts[dead] = depth
                 declared = await channel.declare_queue(dead, passive=True)
                 while (message := await declared.get(no_ack=True, fail=False)) is not None:
-                    without_reason += not (message.headers or {}).get(H_REASON)
+                    reason = str((message.headers or {}).get(H_REASON) or "")
+                    without_reason += not reason
+                    why[f"{queue.removeprefix(t.namespace)} {reason.split(':', maxsplit=1)[0]}"] += 1
+                    seen[(queue, str(message.message_id))] += 1
         finally:
             await channel.close()
-        return dict(sorted(counts.items())), without_reason
+        copies = sum(n - 1 for n in seen.values())
+        return dict(sorted(counts.items())), without_reason, why, copies
 
     def _count_logged_faults(self) -> None:
         """Faults only the processes themselves see: crash points, reply and handler chaos.

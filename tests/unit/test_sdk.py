@@ -419,6 +419,35 @@ async def test_the_heartbeat_keeps_a_slow_handlers_lease() -> None:
     assert await task == Publish(SCORED, Outcome.OK)
 
 
+class RenewalsFail(MemoryInbox):
+    """The store went away after the claim: no renewal gets through."""
+
+    async def renew(self, claim: Claim, *, lease_s: float) -> bool:
+        raise redis.exceptions.ConnectionError("store away")
+
+
+async def test_a_handler_whose_lease_cannot_be_renewed_is_stopped_before_it_expires() -> None:
+    """The simulation (seed 4744) ran a retry beside a slow handler whose lease lapsed
+    during a store outage; the handler must stop first, and the command come back."""
+    stopped = asyncio.Event()
+
+    async def slow(cmd: AssessRisk, ctx: MessageContext) -> Reply:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            stopped.set()
+        return SCORED
+
+    inbox = RenewalsFail()
+    risk = responder(slow, inbox, lease_s=0.3)
+    task = asyncio.create_task(verdict(risk, wire()))
+    await stopped.wait()
+    assert (await inbox.claim(EFFECT, lease_s=1)).busy  # stopped while its lease still held
+    outcome = await task
+    assert isinstance(outcome, Redeliver)
+    assert outcome.outcome is Outcome.RETRY
+
+
 async def test_undecodable_and_foreign_commands_are_dead_lettered() -> None:
     risk = responder(scored)
     orchestrator = KEYS.keyring("orchestrator")
