@@ -439,7 +439,8 @@ class FaultRun:
                 while (message := await declared.get(no_ack=True, fail=False)) is not None:
                     reason = str((message.headers or {}).get(H_REASON) or "")
                     without_reason += not reason
-                    why[f"{queue.removeprefix(t.namespace)} {reason.split(':', maxsplit=1)[0]}"] += 1
+                    code = reason.split(":", maxsplit=1)[0]
+                    why[f"{queue.removeprefix(t.namespace)} {code}"] += 1
                     seen[(queue, str(message.message_id))] += 1
         finally:
             await channel.close()
