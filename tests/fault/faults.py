@@ -156,22 +156,30 @@ def _command_headers(step: str) -> dict[str, object]:
 
 
 async def inject_malformed(run: FaultRun) -> None:
-    """Every malformed variant on every queue: start, replies and each command queue."""
+    """Every malformed variant on every queue: start, replies and each command queue.
+
+    Each is sent twice: signed by its genuine sender, so that the checks behind the
+    signature (decoding, schema, money) are what refuse it, and unsigned."""
     t = run.topology
+
+    async def both(queue: str, wire: Wire, signer: str) -> None:
+        await run.inject(queue, run.keys.keyring(signer).sign(wire), "malformed")
+        await run.inject(queue, wire, "malformed")
+
     start = run.world.transaction(0).model_dump(mode="json") if run.world else {}
     start["idempotency_key"] = f"malformed-{uuid4().hex}"
     for wire in malformed("payments.start_transaction.v1", start, {}):
-        await run.inject(t.start_queue, wire, "malformed")
+        await both(t.start_queue, wire, "cli")
     reply_headers = _command_headers("authorize_payment")
     for wire in malformed("payments.payment_authorized.v1", {"hold_id": "h"}, reply_headers):
-        await run.inject(t.replies_queue, wire, "malformed")
+        await both(t.replies_queue, wire, "payment")
     for participant, (kind, body) in COMMANDS.items():
         for wire in malformed(kind, body, _command_headers(participant)):
-            await run.inject(t.command_queue(participant), wire, "malformed")
+            await both(t.command_queue(participant), wire, "orchestrator")
         # a well-formed command without an effect id cannot be deduplicated: refused
         headers = {k: v for k, v in _command_headers(participant).items() if "effect" not in k}
-        await run.inject(t.command_queue(participant), _wire(kind, encode_body(body), headers),
-                         "malformed")  # fmt: skip
+        await both(t.command_queue(participant), _wire(kind, encode_body(body), headers),
+                   "orchestrator")  # fmt: skip
 
 
 async def unknown_saga_reply(run: FaultRun) -> None:
