@@ -328,7 +328,9 @@ class Broker:
         """
         original = wire_of(message)
         try:
-            copied = bool(message.redelivered) and await self._copied(queue, original)
+            # Not only for deliveries flagged ``redelivered``: after a broker restart RabbitMQ
+            # delivers the unacked messages of a classic queue again without the flag.
+            copied = await self._copied(queue, original)
         except Exception:
             log.warning("dead_letter_marks_unreachable", queue=queue, exc_info=True)
             await _requeue(message)

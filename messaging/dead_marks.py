@@ -2,9 +2,11 @@
 
 RabbitMQ redelivers a message whose ack it did not receive (the broker killed right after
 it), and the redelivery is judged again and would be copied a second time. The marker lets
-``Broker.dead_letter`` recognise such a redelivery; it is consulted only when the broker
-marks a delivery ``redelivered``, because ``baton dlq replay`` republishes a dead letter
-with the same message id as a new delivery, which must be judged (and copied) afresh.
+``Broker.dead_letter`` recognise such a redelivery. It is consulted for every delivery, not
+only those flagged ``redelivered``: after a broker restart RabbitMQ delivers a classic
+queue's unacked messages again without that flag (the flaky ``test_everything_mixed``: 19
+dead letters for 10). ``baton dlq replay`` clears the marker of what it republishes, so a
+replayed message still bad is copied again.
 
 The marker is written *after* the copy is confirmed, never claimed before it: a claim
 followed by a crash would make the next redelivery look copied and drop the message. The

@@ -248,10 +248,8 @@ class StubBroker:
         """
         original = _wire_of(message)
         try:
-            copied = (
-                message.redelivered
-                and self.dead_marks is not None
-                and (await self.dead_marks.copied(queue, original))
+            copied = self.dead_marks is not None and (
+                await self.dead_marks.copied(queue, original)
             )
         except Exception:
             await self._requeue(message)
