@@ -81,7 +81,8 @@ def describe(message: AbstractIncomingMessage, default_source: str) -> DeadLette
         source_queue=_text(headers, env.H_SOURCE_QUEUE) or default_source,
         reason=_printable(_text(headers, env.H_REASON) or "rejected by the broker"),
         size=len(wire.body),
-        identity=identity(wire),
+        # a sealed copy's body differs from copy to copy (a fresh nonce): go by its id then
+        identity=f"id:{wire.message_id}" if wire.message_id else identity(wire),
         sealed=_text(headers, env.H_SEALED),
     )
 

@@ -35,9 +35,11 @@ _COPY_HEADERS = frozenset({env.H_REASON, env.H_SOURCE_QUEUE})
 
 
 def identity(wire: Wire) -> str:
-    """What makes two deliveries the same message: its id, else a hash of body and headers."""
+    """What makes two deliveries the same message: its id and body, else a hash of body and
+    headers. The body is part of it so that a publisher reusing a message id for another
+    message (against the protocol) never has that one acked unseen."""
     if wire.message_id:
-        return f"id:{wire.message_id}"
+        return f"id:{wire.message_id}:{hashlib.sha256(wire.body).hexdigest()[:16]}"
     headers = {k: v for k, v in wire.headers.items() if k not in _COPY_HEADERS}
     digest = hashlib.sha256(wire.body)
     digest.update(json.dumps(headers, sort_keys=True, default=repr).encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from uuid import uuid4
 
 from contracts.base import StepFailed
@@ -164,7 +165,8 @@ async def inject_malformed(run: FaultRun) -> None:
 
     async def both(queue: str, wire: Wire, signer: str) -> None:
         await run.inject(queue, run.keys.keyring(signer).sign(wire), "malformed")
-        await run.inject(queue, wire, "malformed")
+        unsigned = replace(wire, message_id=f"malformed-{uuid4().hex}")  # a message of its own
+        await run.inject(queue, unsigned, "malformed")
 
     start = run.world.transaction(0).model_dump(mode="json") if run.world else {}
     start["idempotency_key"] = f"malformed-{uuid4().hex}"

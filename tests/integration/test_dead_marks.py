@@ -28,7 +28,8 @@ async def test_a_mark_remembers_forgets_and_is_per_queue(marks: DeadLetterMarks)
     assert not await marks.copied("q", wire)
     assert await marks.remember("q", wire) is True
     assert await marks.remember("q", wire) is False, "already marked"
-    assert await marks.copied("q", Wire(b"other body", message_id="m-1"))
+    assert await marks.copied("q", Wire(b"{", message_id="m-1", headers={"x": 1}))
+    assert not await marks.copied("q", Wire(b"other body", message_id="m-1")), "another message"
     assert not await marks.copied("other", wire)
     await marks.forget("q", wire)
     assert not await marks.copied("q", wire)

@@ -7,9 +7,12 @@ from messaging.codec import Wire
 from messaging.dead_marks import MARK_KEY, identity, mark_key
 
 
-def test_the_message_id_is_the_identity() -> None:
-    assert identity(Wire(b"a", message_id="m-1")) == identity(Wire(b"b", message_id="m-1"))
+def test_the_message_id_and_body_are_the_identity() -> None:
+    same = Wire(b"a", message_id="m-1", headers={"x-delivery-count": 1})
+    assert identity(Wire(b"a", message_id="m-1")) == identity(same)  # headers do not count
     assert identity(Wire(b"a", message_id="m-1")) != identity(Wire(b"a", message_id="m-2"))
+    # another message under a reused id is not taken for a copy of the first
+    assert identity(Wire(b"a", message_id="m-1")) != identity(Wire(b"b", message_id="m-1"))
 
 
 def test_without_an_id_body_and_headers_are() -> None:
