@@ -8,13 +8,13 @@ trace of them at the end, failure or not.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tests.support.rabbit_node import RabbitNode, free_port, kill_group
+from tests.support.redis_ping import redis_answers
 
 __all__ = ["RabbitNode", "RedisServer", "free_port"]
 
@@ -53,12 +53,7 @@ class RedisServer:
         _wait(self._answers, "redis-server", 30)
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return redis_answers(self.port)
 
     def kill(self) -> None:
         """SIGKILL, as a crash: only what the AOF already holds survives."""

@@ -6,7 +6,6 @@ The shared Redis on 6379 serves CI and other engineers: users and TLS are never 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from tests.security.pki import Pki
 from tests.support.rabbit_node import free_port, kill_group
+from tests.support.redis_ping import redis_answers
 
 
 class RedisServer:
@@ -60,12 +60,7 @@ class RedisServer:
             time.sleep(0.1)
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return redis_answers(self.port)
 
     def close(self) -> None:
         try:
