@@ -10,20 +10,17 @@ import asyncio
 import json
 import shlex
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from uuid import uuid4
 
-import aiormq
 import click
 import structlog
 from pydantic import ValidationError
 
 from baton import operate
+from baton.check import check_command
 from baton.policies import (
     DEAD_MAX_LENGTH,
     START_MAX_LENGTH,
@@ -35,10 +32,6 @@ from baton.policies import (
     with_credentials,
 )
 from baton.runtime import load_catalog, open_broker, open_runtime, stop_on_signals
-from contracts.envelope import Envelope
-from contracts.money import CURRENCY_EXPONENTS, Money
-from contracts.payments import StartTransaction
-from messaging.codec import encode
 from messaging.errors import DefinitionError, SealingKeyError
 from messaging.health import broker_ready, consumer_alive, serving
 from messaging.logs import configure_logging, masked
@@ -46,7 +39,6 @@ from messaging.otel import enable_otlp
 from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
 from messaging.settings import Settings
 from messaging.signing import ORCHESTRATOR, Keyring, KeySet, public_keys_of
-from messaging.tracing import new_traceparent
 from orchestrator.effects import OperatorAction
 
 
@@ -146,19 +138,40 @@ def bench_floor(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("name")
+@click.option(
+    "--app", default=None, metavar="MODULE:FACTORY",
+    help="Run this handlers factory, factory(redis, namespace) -> Handlers, as NAME.",
+)  # fmt: skip
+@click.option(
+    "--package", type=click.Path(path_type=Path), default=None,
+    help="Take NAME from this saga package's participants [default: the configured and "
+    "bundled packages].",
+)  # fmt: skip
 @click.option("--noop", is_flag=True, help="Answer every command at once (for `baton bench`).")
 @click.pass_context
-def participant(ctx: click.Context, name: str, noop: bool) -> None:
-    """Run the participant NAME (payment, risk, pci, transaction) until SIGTERM."""
-    from participants.payments import SERVICES, run_participant  # noqa: PLC0415 - composition root
+def participant(
+    ctx: click.Context, name: str, app: str | None, package: Path | None, noop: bool
+) -> None:
+    """Run the participant NAME until SIGTERM: a package's (payment, risk, pci, transaction,
+    inventory ...) or, with --app, any written with the worker SDK.
 
-    if name not in SERVICES:
-        raise click.BadParameter(f"unknown participant {name!r}; known: {', '.join(SERVICES)}")
+    Exit 2 when NAME, --app or --package names nothing runnable.
+    """
+    from baton.participants import ParticipantNotFound, locate  # noqa: PLC0415 - composition root
+    from participants.sdk.run import run_worker  # noqa: PLC0415
+
     settings = _settings(ctx)
+    try:
+        found = locate(
+            name, app=app, package=package, configured=settings.orchestrator.packages, noop=noop
+        )
+    except ParticipantNotFound as exc:
+        click.echo(f"baton participant: {exc}", err=True)
+        sys.exit(2)
     enable_otlp(f"baton-{name}")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
-        await run_participant(name, settings, stop_on_signals(), noop=noop)
+        await run_worker(name, found.factory, settings, stop_on_signals())
         return 0
 
     _run(work())
@@ -267,100 +280,89 @@ def health(ctx: click.Context) -> None:
     _run(operate.health(settings))
 
 
+@main.command()
+@click.argument("participant")
+@click.option(
+    "--package", type=click.Path(path_type=Path), default=None,
+    help="Saga package with its conformance.yaml [default: the one listing it].",
+)  # fmt: skip
+@click.option("--namespace", default=None, help="Namespace to run in [default: BATON_NAMESPACE].")
+@click.option(
+    "--run", "command", default="",
+    help="Start the participant with this shell command (env passed through, fresh keys) "
+    "and stop it at the end.",
+)  # fmt: skip
+@click.option("--declare", is_flag=True, help="Declare the topology first (configure rights).")
+@click.option(
+    "--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+    help="Seconds to wait for each reply or dead letter.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line.")
+@click.pass_context
+def conformance(
+    ctx: click.Context, participant: str, package: Path | None, namespace: str | None,
+    command: str, declare: bool, timeout: float, as_json: bool,
+) -> None:  # fmt: skip
+    """Check PARTICIPANT (any language) against docs/protocol.md over the real broker.
+
+    Exit 0 when every check passed, 1 when one failed, 2 when the checks could not run.
+    Use a namespace of its own: the malformed commands it sends are dead-lettered there.
+    """
+    from baton.conformance.console import conformance_main  # noqa: PLC0415 - light others
+    from baton.conformance.runner import Options  # noqa: PLC0415
+
+    options = Options(participant, package, command, declare, timeout)
+    _run(conformance_main(_settings(ctx), options, namespace=namespace, as_json=as_json))
+
+
 # -- starting and inspecting sagas ------------------------------------------------------------
 
 
-def _minor_units(amount: str, currency: str) -> int:
-    exponent = CURRENCY_EXPONENTS.get(currency)
-    if exponent is None:
-        raise click.BadParameter(f"unknown currency {currency!r}")
-    minor = Decimal(amount) * 10**exponent
-    if minor != minor.to_integral_value():
-        raise click.BadParameter(f"{amount} has more decimals than {currency} allows")
-    return int(minor)
-
-
 @main.command("start")
-@click.option("--account", required=True, help="Customer account id.")
-@click.option("--merchant", required=True, help="Merchant id.")
-@click.option("--amount", required=True, help="Amount in major units, e.g. 12.50.")
-@click.option("--currency", default="EUR", show_default=True)
-@click.option("--card-token", required=True, help="Vault token, tok_...; never a card number.")
+@click.option("--saga", default=None, help="Start this saga (the newest loaded version of it).")
+@click.option(
+    "--input", "input_", default=None, metavar="FILE|JSON",
+    help="The start's fields: a JSON object, or a file holding one.",
+)  # fmt: skip
+@click.option("--account", default=None, help="Payment shortcut: customer account id.")
+@click.option("--merchant", default=None, help="Payment shortcut: merchant id.")
+@click.option("--amount", default=None, help="Payment shortcut: amount in major units, e.g. 12.50.")
+@click.option("--currency", default="EUR", show_default=True, help="Payment shortcut: currency.")
+@click.option(
+    "--card-token", default=None, help="Payment shortcut: vault token, tok_... (never a card)."
+)
 @click.option("--key", "idempotency_key", default=None, help="Idempotency key (default: random).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the outcome.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait.")
 @click.pass_context
-def start_transaction(
-    ctx: click.Context,
-    account: str,
-    merchant: str,
-    amount: str,
-    currency: str,
-    card_token: str,
-    idempotency_key: str | None,
-    wait: bool,
-    timeout: float,
-) -> None:
-    """Publish a StartTransaction; with --wait, print the saga's final event.
+def start(
+    ctx: click.Context, saga: str | None, input_: str | None, account: str | None,
+    merchant: str | None, amount: str | None, currency: str, card_token: str | None,
+    idempotency_key: str | None, wait: bool, timeout: float,
+) -> None:  # fmt: skip
+    """Publish a saga's start: --saga NAME --input FILE|JSON, or a payment with --account
+    --merchant --amount --card-token (short for --saga payment); with --wait, print the
+    saga's final event.
 
     Exit status: 0 completed (or, for a repeated key, still running), 1 otherwise
-    (compensated, failed, rejected, or no answer within --timeout).
+    (compensated, failed, rejected, or no answer within --timeout), 2 for input that is
+    refused before anything is sent (one line naming the field, never its value).
     """
+    from baton.starting import (  # noqa: PLC0415 - keeps other commands light
+        PaymentOptions,
+        StartInputError,
+        publish_start,
+        start_body,
+    )
+
     settings = _settings(ctx)
+    payment = PaymentOptions(account, merchant, amount, currency, card_token)
     try:
-        body = StartTransaction(
-            idempotency_key=idempotency_key or uuid4().hex,
-            account_id=account,
-            merchant_id=merchant,
-            amount=Money(minor=_minor_units(amount, currency), currency=currency),
-            card_token=card_token,
-        )
-    except ValidationError as exc:  # one line per field, never the value: it may be a card
-        for error in exc.errors(include_input=False):
-            where = ".".join(str(part) for part in error["loc"])
-            click.echo(f"baton start: {where}: {error['msg']}", err=True)
+        body = start_body(settings, saga, input_, payment, idempotency_key)
+    except (StartInputError, DefinitionError) as exc:
+        click.echo(f"baton start: {masked(str(exc).splitlines()[0])}", err=True)
         sys.exit(2)
-
-    async def work() -> int:
-        keyring = Keyring.from_settings(settings.signing, role="cli")  # signs the start
-        keyring.require_trust([ORCHESTRATOR])  # and checks who answered it
-        async with open_broker(settings) as broker:
-            t = broker.topology
-            if await broker.missing([t.start_queue], [t.start_exchange]):
-                click.echo("baton start: no start queue: run `baton declare` first", err=True)
-                return 1
-            envelope = Envelope(
-                kind=body.KIND, saga_id="-", traceparent=new_traceparent(), sent_at=int(time.time())
-            )
-            try:
-                if not wait:
-                    await broker.publish(
-                        keyring.sign(encode(envelope, body)), exchange=t.start_exchange,
-                        routing_key=t.start_queue,
-                    )  # fmt: skip
-                    click.echo(f"published {body.idempotency_key}")
-                    return 0
-                event = await operate.start_and_wait(broker, envelope, body, timeout, keyring)
-            except aiormq.exceptions.DeliveryError:  # the start queue's reject-publish limit
-                click.echo(
-                    "baton start: the broker refused the start (the start queue is full):"
-                    " try again later",
-                    err=True,
-                )
-                return 1
-            except TimeoutError:
-                click.echo(
-                    f"baton start: no answer within {timeout:g} s; the saga may still be running:"
-                    f" baton start again with --key {body.idempotency_key} tells its state",
-                    err=True,
-                )
-                return 1
-        click.echo(json.dumps(event))
-        # a duplicate start is answered with the saga's state: still running is no failure
-        running = event.get("event") == "duplicate" and event.get("status") == "running"
-        return 0 if event.get("status") == "completed" or running else 1
-
-    _run(work())
+    _run(publish_start(settings, body, wait=wait, timeout_s=timeout))
 
 
 @main.command()
@@ -406,6 +408,20 @@ def stuck(ctx: click.Context, older_than: float | None, as_json: bool) -> None:
     _run(operate.stuck(settings, older_than or settings.orchestrator.stuck_after_s, as_json))
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def definitions(ctx: click.Context, as_json: bool) -> None:
+    """Every definition version registered in Redis or loaded here, with its sagas in flight.
+
+    A version may be removed from the deployment once it has no saga running, compensating
+    or failed (docs/extending.md, "Versions side by side").
+    """
+    from baton.versions import show_definitions  # noqa: PLC0415 - keeps other commands light
+
+    _run(show_definitions(_settings(ctx), as_json))
+
+
 def _operator(action: Literal["retry", "resume", "abort"], compensate: bool = True) -> Any:
     @click.argument("saga_id")
     @click.option("--note", default="", help="Recorded in the saga's history.")
@@ -435,8 +451,11 @@ main.command("abort", help="Stop a saga before its pivot: compensate (default) o
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def books(ctx: click.Context, as_json: bool) -> None:
-    """Check the ledger invariants against saga outcomes; exit 1 when broken."""
-    _run(operate.books(_settings(ctx), as_json))
+    """Run each loaded saga package's invariant check (package.yaml ``invariants:``) over its
+    own sagas; exit 1 when any is broken."""
+    from baton.invariants import books as check_books  # noqa: PLC0415 - composition root
+
+    _run(check_books(_settings(ctx), as_json))
 
 
 @main.command()
@@ -455,26 +474,32 @@ def top(ctx: click.Context, once: bool, interval: float) -> None:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write asyncapi.json and schemas/<Contract>.json here instead of printing.",
+    help="Write asyncapi.json and schemas/<name>.json (self-contained) here instead of printing.",
 )
 @click.pass_context
 def schema(ctx: click.Context, out: str | None) -> None:
     """The AsyncAPI 3.0 document of the topology, and every contract's JSON Schema."""
-    from baton.asyncapi import asyncapi  # noqa: PLC0415 - keeps other commands light
+    from baton.asyncapi import (  # noqa: PLC0415 - keeps other commands light
+        BrokerInfo,
+        asyncapi_document,
+        schema_files,
+    )
     from baton.runtime import load_catalog  # noqa: PLC0415
 
     settings = _settings(ctx)
-    document = asyncapi(load_catalog(settings), settings.topology)
+    catalog = load_catalog(settings)
+    broker = BrokerInfo.from_url(str(settings.rabbit.url), settings.rabbit.queue_type)
+    document = asyncapi_document(catalog.contracts, catalog.all(), settings.topology, broker)
     if out is None:
         click.echo(json.dumps(document, indent=2))
         return
     target = Path(out)
     (target / "schemas").mkdir(parents=True, exist_ok=True)
-    (target / "asyncapi.json").write_text(json.dumps(document, indent=2))
-    for name, body in document["components"]["schemas"].items():
-        (target / "schemas" / f"{name}.json").write_text(json.dumps(body, indent=2))
-    count = len(document["components"]["schemas"])
-    click.echo(f"wrote {target / 'asyncapi.json'} and {count} schemas")
+    (target / "asyncapi.json").write_text(json.dumps(document, indent=2) + "\n")
+    files = schema_files(document)
+    for name, body in files.items():
+        (target / "schemas" / name).write_text(json.dumps(body, indent=2) + "\n")
+    click.echo(f"wrote {target / 'asyncapi.json'} and {len(files)} schemas")
 
 
 @main.group()
@@ -510,26 +535,32 @@ def dlq_replay(ctx: click.Context, queue: str, limit: int) -> None:
 
 
 @main.command()
-@click.option("--sagas", default=200, show_default=True, help="How many transactions.")
 @click.option(
-    "--fail-rate",
-    default=0.2,
-    show_default=True,
-    help="Share crafted to fail, spread over the four steps.",
-)
+    "--saga", default="payment", show_default=True, type=click.Choice(["payment", "checkout"]),
+    help="Which saga: the card payment, or the checkout example (Python and Node.js).",
+)  # fmt: skip
+@click.option("--sagas", default=200, show_default=True, help="How many sagas to start.")
+@click.option(
+    "--fail-rate", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+    help="Share crafted to fail, spread over the steps that can refuse.",
+)  # fmt: skip
 @click.option("--concurrency", default=50, show_default=True, help="Sagas in flight at once.")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON summary line.")
 @click.option("--keep", is_flag=True, help="Keep the demo's queues and keys afterwards.")
 @click.pass_context
 def demo(
-    ctx: click.Context, sagas: int, fail_rate: float, concurrency: int, as_json: bool, keep: bool
-) -> None:
-    """Run the payment demo end to end: orchestrator, four participants, a stream of payments."""
+    ctx: click.Context, saga: str, sagas: int, fail_rate: float, concurrency: int,
+    as_json: bool, keep: bool,
+) -> None:  # fmt: skip
+    """Run a saga end to end: orchestrator, its participants, a stream of starts, the
+    package's invariants. Exit 1 when a saga did not finish cleanly or the invariants
+    broke, 2 when the demo cannot run here (e.g. no Node.js for the checkout)."""
     from baton.demo import DemoOptions, run_demo  # noqa: PLC0415 - keeps other commands light
 
     options = DemoOptions(
-        sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep
-    )
+        sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep,
+        saga=saga,
+    )  # fmt: skip
     _run(run_demo(_settings(ctx), options))
 
 
@@ -558,6 +589,8 @@ def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...
     "--floor", is_flag=True,
     help="Also run a stateless relay with Baton's message flow: the least any orchestrator costs.",
 )  # fmt: skip
+@click.option("--parallel", is_flag=True,
+              help="Also run the payment saga with its independent steps in a parallel group.")
 @click.option("--warmup", default=50, show_default=True, help="Unmeasured sagas before each run.")
 @click.option("--memory", is_flag=True, help="Measure Redis bytes per finished saga instead.")
 @click.option("--memory-sagas", default=100_000, show_default=True, help="Sagas for --memory.")
@@ -570,6 +603,7 @@ def bench(
     replicas: int,
     rounds: int,
     floor: bool,
+    parallel: bool,
     warmup: int,
     memory: bool,
     memory_sagas: int,
@@ -583,7 +617,7 @@ def bench(
         _run(run_memory(settings, memory_sagas, as_json))
     options = BenchOptions(
         levels=levels, sagas=sagas, replicas=replicas, rounds=rounds, floor=floor,
-        warmup=warmup, as_json=as_json,
+        parallel=parallel, warmup=warmup, as_json=as_json,
     )  # fmt: skip
     _run(run_bench(settings, options))
 
@@ -669,6 +703,9 @@ def keys_public(file: Path) -> None:
                    "private_key)", err=True)  # fmt: skip
         sys.exit(2)
     click.echo(json.dumps(public))
+
+
+main.add_command(check_command)  # baton/check.py: the load-time checks and the safety proof
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,44 +1,55 @@
-"""``baton demo``: the payment saga end to end, as real processes, with a live summary.
+"""``baton demo``: a saga end to end, as real processes, with a live summary.
 
-It starts one orchestrator and the four participants as OS processes under a namespace
+It starts one orchestrator and the saga's participants as OS processes under a namespace
 of its own (always a fresh one, under the configured namespace, so that removing it at the
-end touches nothing else), seeds accounts, sends a stream of payments of which a share is
-crafted to fail at each of the four steps, shows progress, then checks the books and prints
-a summary. Every process signs with a fresh key of its own, made for the run.
+end touches nothing else): the Python ones with ``baton participant NAME`` from the saga
+package's manifest, the others (the checkout's Node.js ``shipping``) with their own command.
+Then it seeds the world, sends a stream of starts of which a share is crafted to fail at
+each step, shows progress, runs the package's invariant check over the run's sagas and
+prints a summary. Every process signs with a fresh key of its own, made for the run.
+
+What is particular to one saga (package, world, stream, foreign participants) is a
+``DemoSaga`` in ``baton.demo_sagas``; everything here is the same for every saga.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
+import click
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from baton.load import Outcome, Progress, drive, percentile
-from baton.processes import ProcessGroup
-from baton.runtime import (
-    PARTICIPANTS,
-    load_catalog,
-    open_broker,
-    remove_namespace,
-    run_keys,
-    sealing_env,
-    wait_for_consumers,
+from baton.demo_sagas import (
+    PAYMENT_FAIL_POINTS,
+    DemoSaga,
+    Stream,
+    demo_saga,
+    transactions,
 )
-from contracts.payments import StartTransaction
+from baton.invariants import check_package
+from baton.load import Outcome, Progress, drive, percentile
+from baton.node import NodeUnavailable, prepared
+from baton.processes import ProcessGroup
+from baton.runtime import open_broker, remove_namespace, run_keys, sealing_env
 from messaging.amqp import Broker
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR
-from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
+from messaging.signing import ORCHESTRATOR, KeySet
+from orchestrator.packages import Packages, load_packages
+
+__all__ = ["FAIL_POINTS", "DemoOptions", "demo_namespace", "run_demo", "summarize", "transactions"]
 
 console = Console(stderr=True)
+FAIL_POINTS = PAYMENT_FAIL_POINTS  # the payment stream's, as before
+READY_TIMEOUT_S = 90.0  # for every process to be consuming (a first `npm ci` is done before)
 
 
 @dataclass(frozen=True)
@@ -50,36 +61,47 @@ class DemoOptions:
     keep: bool = False
     timeout_s: float = 600.0
     seed: int = 7
+    saga: str = "payment"
 
 
-FAIL_POINTS: tuple[FailAt, ...] = ("authorize", "risk", "pci", "pci_merchant", "capture")
+class DemoError(RuntimeError):
+    """The demo could not run (one line: why); ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def transactions(world: DemoWorld, options: DemoOptions) -> tuple[list[StartTransaction], int]:
-    """The stream, and how many of its payments are built to fail (spread over the steps)."""
-    rng = random.Random(options.seed)
-    starts: list[StartTransaction] = []
-    failing = 0
-    for n in range(options.sagas):
-        fails_at = rng.choice(FAIL_POINTS) if rng.random() < options.fail_rate else None
-        failing += fails_at is not None
-        starts.append(world.transaction(n, fails_at=fails_at))
-    return starts, failing
+@dataclass
+class Run:
+    """One demo run's pieces, put together by ``run_demo``."""
+
+    settings: Settings
+    options: DemoOptions
+    demo: DemoSaga
+    packages: Packages
+    commands: dict[str, list[str]]  # foreign participant -> how to start it
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        return self.packages.catalog.participants
+
+    def languages(self) -> dict[str, str]:
+        """Every participant of the saga and the language it runs in."""
+        python = {n for p in self.packages.packages for n in p.participants}
+        foreign = {f.name: f.language for f in self.demo.foreign()}
+        return {n: "python" if n in python else foreign.get(n, "?") for n in self.participants}
 
 
-def _table(progress: Progress) -> Table:
-    table = Table(
-        "sent", "completed", "compensated", "failed", "in flight", "sagas/s", title="Baton demo"
-    )
+def _table(progress: Progress, saga: str) -> Table:
+    title = "Baton demo" if saga == "payment" else f"Baton demo: {saga}"
+    table = Table("sent", "completed", "compensated", "failed", "in flight", "sagas/s", title=title)
     o = progress.outcomes
     table.add_row(
-        f"{progress.sent}/{progress.total}",
-        str(o.get("completed", 0)),
-        str(o.get("compensated", 0)),
-        str(o.get("failed", 0)),
-        str(progress.sent - progress.done),
-        f"{progress.rate:.1f}",
-    )
+        f"{progress.sent}/{progress.total}", str(o.get("completed", 0)),
+        str(o.get("compensated", 0)), str(o.get("failed", 0)),
+        str(progress.sent - progress.done), f"{progress.rate:.1f}",
+    )  # fmt: skip
     return table
 
 
@@ -106,24 +128,19 @@ def summarize(
     }
 
 
-async def _books(settings: Settings, outcomes: list[Outcome]) -> tuple[bool, str]:
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+async def _invariants(run: Run, outcomes: list[Outcome]) -> dict[str, Any]:
+    """The package's declared check over this run's sagas: package, balanced, problems."""
+    package = next(p for p in run.packages.packages
+                   if any(d.name == run.demo.saga for d in p.definitions))  # fmt: skip
+    client = aioredis.Redis.from_url(str(run.settings.redis.url))
     try:
-        ledger = Ledger(client, settings.namespace)
-        report = await ledger.check_books({o.saga_id: o.event for o in outcomes})
-    finally:
-        await client.aclose()
-    return report.ok, report.model_dump_json()
-
-
-async def _seed(settings: Settings, options: DemoOptions) -> DemoWorld:
-    client = aioredis.Redis.from_url(str(settings.redis.url))
-    try:
-        return await seed_demo_world(
-            client, settings.namespace, accounts=max(20, options.sagas // 5), balance_minor=10**9
+        result = await check_package(
+            package, client, run.settings.namespace, {o.saga_id: o.event for o in outcomes}
         )
     finally:
         await client.aclose()
+    return {"package": package.name, "balanced": result.ok, "problems": result.problems(),
+            "checked": result.report is not None}  # fmt: skip
 
 
 def demo_namespace(base: str) -> str:
@@ -131,72 +148,125 @@ def demo_namespace(base: str) -> str:
     return f"{base}demo-{uuid4().hex[:12]}."
 
 
+def _prepare_foreign(demo: DemoSaga, log_dir: Path) -> dict[str, list[str]]:
+    """How to start each foreign participant, installing what it needs (``npm ci``) first."""
+    commands: dict[str, list[str]] = {}
+    for foreign in demo.foreign():
+        if foreign.language != "node":
+            raise DemoError(f"no way to run a {foreign.language} participant", code=2)
+        try:
+            commands[foreign.name] = prepared(foreign.folder, log_dir / f"{foreign.name}.npm.log")
+        except NodeUnavailable as exc:
+            raise DemoError(f"{foreign.name}: {exc}", code=2) from None
+    return commands
+
+
 async def run_demo(base: Settings, options: DemoOptions) -> int:
     settings = base.model_copy(update={"namespace": demo_namespace(base.namespace)})
-    namespace = settings.namespace
+    log_dir = Path(".baton") / "logs" / settings.namespace.rstrip(".")
+    demo = demo_saga(options.saga)
+    try:
+        commands = _prepare_foreign(demo, log_dir)
+    except DemoError as exc:
+        click.echo(f"baton demo: {exc}", err=True)
+        return exc.code
+    run = Run(settings, options, demo, load_packages(demo.packages()), commands)
     env = {
-        "BATON_NAMESPACE": namespace,
+        "BATON_NAMESPACE": settings.namespace,
         "BATON_RABBIT__URL": str(settings.rabbit.url),
         "BATON_REDIS__URL": str(settings.redis.url),
+        "BATON_ORCHESTRATOR__PACKAGES": json.dumps([str(p) for p in demo.packages()]),
+        "BATON_ORCHESTRATOR__DEFINITIONS": "[]",
         **sealing_env(settings),
     }
-    group = ProcessGroup(env, Path(".baton") / "logs" / namespace.rstrip("."))
+    group = ProcessGroup(env, log_dir)
     async with open_broker(settings) as broker:
-        await broker.declare(load_catalog(settings).participants)
+        await broker.declare(run.participants)
         try:
-            return await _run(settings, options, broker, group)
+            return await _run(run, broker, group)
+        except DemoError as exc:
+            click.echo(f"baton demo: {exc}", err=True)
+            return exc.code
         finally:
             group.stop_all()
             if not options.keep:
-                await remove_namespace(settings, broker)
+                await remove_namespace(settings, broker, run.participants)
 
 
-async def _run(
-    settings: Settings, options: DemoOptions, broker: Broker, group: ProcessGroup
-) -> int:
-    console.print(f"[bold]Baton demo[/] namespace {settings.namespace}  logs in .baton/logs/")
-    world = await _seed(settings, options)
-    keys = run_keys()  # each process signs with its own key; the driver as the upstream "cli"
+def _spawn(run: Run, group: ProcessGroup, keys: KeySet) -> None:
+    """The orchestrator, the package's Python participants and the foreign ones."""
     group.spawn("orchestrator", "orchestrator", env=keys.env(ORCHESTRATOR))
-    for name in PARTICIPANTS:
-        group.spawn(name, "participant", name, env=keys.env(name))
-    t = broker.topology
-    await wait_for_consumers(
-        broker,
-        dict.fromkeys(t.work_queues(PARTICIPANTS), 1),
-    )
-    starts, meant = transactions(world, options)
-    console.print(
-        f"sending {len(starts)} payments, {meant} crafted to fail, {options.concurrency} in flight"
-    )
+    for name, language in run.languages().items():
+        if language == "python":
+            group.spawn(name, "participant", name, env=keys.env(name))
+        elif name in run.commands:
+            folder = next(f.folder for f in run.demo.foreign() if f.name == name)
+            group.spawn_command(name, run.commands[name], cwd=folder, env=keys.env(name))
+        else:
+            raise DemoError(f"no way to start participant {name}: neither in the package's "
+                            "participants nor run on its own")  # fmt: skip
+
+
+async def _ready(broker: Broker, group: ProcessGroup, queues: list[str]) -> None:
+    """Until every queue has a consumer; DemoError as soon as a process has exited."""
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        for queue in queues:
+            while await broker.consumer_count(queue) < 1:
+                if gone := group.exited():
+                    name, code = next(iter(gone.items()))
+                    raise DemoError(f"{name} exited with status {code}: see {group.log_of(name)}")
+                await asyncio.sleep(0.1)
+
+
+async def _drive(run: Run, broker: Broker, keys: KeySet) -> tuple[list[Outcome], Progress, float]:
+    stream = Stream(run.options.sagas, run.options.fail_rate, run.options.seed)
+    starts, meant = run.demo.starts(stream)
+    console.print(f"sending {len(starts)} {run.demo.noun}, {meant} crafted to fail, "
+                  f"{run.options.concurrency} in flight")  # fmt: skip
     began = time.perf_counter()
-    with Live(
-        _table(Progress(total=len(starts))), console=console, refresh_per_second=4, transient=False
-    ) as live:
+    saga = run.demo.saga
+    with Live(_table(Progress(total=len(starts)), saga), console=console, refresh_per_second=4,
+              transient=False) as live:  # fmt: skip
         outcomes, progress = await drive(
-            broker,
-            starts,
-            concurrency=options.concurrency,
-            timeout_s=options.timeout_s,
-            on_progress=lambda p: live.update(_table(p)),
+            broker, starts, concurrency=run.options.concurrency, timeout_s=run.options.timeout_s,
+            on_progress=lambda p: live.update(_table(p, saga)), saga=saga,
             keyring=keys.keyring("cli"),
-        )
-        live.update(_table(progress))
-    elapsed = time.perf_counter() - began
+        )  # fmt: skip
+        live.update(_table(progress, saga))
+    return outcomes, progress, time.perf_counter() - began
+
+
+async def _run(run: Run, broker: Broker, group: ProcessGroup) -> int:
+    console.print(f"[bold]Baton demo[/] {run.demo.saga}  namespace {run.settings.namespace}"
+                  "  logs in .baton/logs/")  # fmt: skip
+    client = aioredis.Redis.from_url(str(run.settings.redis.url))
+    try:
+        stream = Stream(run.options.sagas, run.options.fail_rate, run.options.seed)
+        await run.demo.seed(client, run.settings.namespace, stream)
+    finally:
+        await client.aclose()
+    keys = run_keys(run.participants)  # each its own key; the driver as the upstream "cli"
+    _spawn(run, group, keys)
+    await _ready(broker, group, broker.topology.work_queues(run.participants))
+    outcomes, progress, elapsed = await _drive(run, broker, keys)
     console.print()
-    books_ok, books_detail = await _books(settings, outcomes)
-    summary = summarize(outcomes, progress, elapsed, books_ok)
-    _print_summary(summary, books_detail)
-    if options.as_json:
+    invariants = await _invariants(run, outcomes)
+    summary = summarize(outcomes, progress, elapsed, invariants["balanced"])
+    summary["invariants"] = invariants
+    summary["participants"] = run.languages()
+    _print_summary(summary)
+    if run.options.as_json:
         print(json.dumps(summary))
-    healthy = summary["unfinished"] == 0 and summary["failed"] == 0 and books_ok
+    healthy = summary["unfinished"] == 0 and summary["failed"] == 0 and invariants["balanced"]
     return 0 if healthy else 1
 
 
-def _print_summary(summary: dict[str, object], books_detail: str) -> None:
+def _print_summary(summary: dict[str, Any]) -> None:
     table = Table("figure", "value", title="Summary")
     for name, value in summary.items():
         table.add_row(name, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(table)
-    if not summary["books_balanced"]:
-        console.print(f"[red]books broken:[/] {books_detail}")
+    invariants = summary["invariants"]
+    if not invariants["balanced"]:
+        console.print(f"[red]{invariants['package']} invariants broken:[/] "
+                      + "; ".join(invariants["problems"]))  # fmt: skip

@@ -18,10 +18,10 @@ from rich.text import Text
 
 from baton import deadletters
 from baton.runtime import load_catalog, open_broker, open_runtime, open_store
+from baton.versions import catalog_for, registered_hidden
 from contracts.base import Start
 from contracts.envelope import Envelope
 from contracts.pan import mask_pans
-from contracts.registry import contract_for
 from messaging.amqp import Broker, wire_of
 from messaging.codec import encode
 from messaging.errors import BatonError, ContractError
@@ -99,16 +99,24 @@ async def start_and_wait(
     raise BatonError("no final event")  # pragma: no cover - the iterator only ends on close
 
 
-def _hidden(state: SagaState, catalog: Catalog) -> frozenset[str]:
+def _hidden(state: SagaState, catalog: Catalog) -> frozenset[str] | None:
     """The input fields an operator's screen must not show: those the contract that started
-    the saga marks sensitive; all of them when its definition is not loaded."""
+    the saga marks sensitive; None when its definition is not loaded here."""
     definition = catalog.get(state.saga, state.definition_version)
-    model = contract_for(definition.trigger) if definition else None
-    return model.SENSITIVE if model is not None else frozenset(state.input)
+    model = catalog.contracts.get(definition.trigger) if definition else None
+    return model.SENSITIVE if model is not None else None
 
 
-def _secrets(state: SagaState, catalog: Catalog) -> list[str]:
+async def hidden_fields(settings: Settings, state: SagaState, catalog: Catalog) -> frozenset[str]:
+    """``_hidden``, else what the start contract registered with the saga's version marks
+    (a version no longer loaded: ``baton.versions``), else every input field."""
     hidden = _hidden(state, catalog)
+    if hidden is None:
+        hidden = await registered_hidden(settings, state)
+    return hidden if hidden is not None else frozenset(state.input)
+
+
+def _secrets(state: SagaState, hidden: frozenset[str]) -> list[str]:
     # short values (an account "a") would mask half of every line: those are left as they are
     return [str(v) for k, v in state.input.items() if k in hidden and len(str(v)) >= 4]
 
@@ -122,11 +130,11 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _redacted(state: SagaState, catalog: Catalog) -> SagaState:
+def _redacted(state: SagaState, hidden: frozenset[str]) -> SagaState:
     """The state with its input's sensitive fields (card token, account id) masked, and
     its free text scrubbed. Masked by name, not by validating the input again: a record
     the contract would refuse today must not be printed whole instead."""
-    hidden, secrets = _hidden(state, catalog), _secrets(state, catalog)
+    secrets = _secrets(state, hidden)
     steps = {
         name: step.model_copy(update={"error": _scrub(step.error, secrets)}) if step.error else step
         for name, step in state.steps.items()
@@ -148,9 +156,10 @@ async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
     if state is None:
         click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
         return 1
-    secrets = _secrets(state, catalog)
+    hidden = await hidden_fields(settings, state, catalog)
+    secrets = _secrets(state, hidden)
     history = [{**entry, "detail": _scrub(entry["detail"], secrets)} for entry in history]
-    state = _redacted(state, catalog)
+    state = _redacted(state, hidden)
     if as_json:
         trace = trace_id(state.traceparent)
         state_json = state.model_dump(mode="json")
@@ -236,8 +245,9 @@ async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
 
 
 async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
-    """Apply an operator action through the same path as any other event."""
-    async with open_runtime(settings) as rt:
+    """Apply an operator action through the same path as any other event, on the saga's
+    own definition version: the registered one when this configuration does not load it."""
+    async with open_runtime(settings, catalog=await catalog_for(settings, saga_id)) as rt:
         try:
             decision = await rt.orchestrator.apply(saga_id, action)
         except BatonError as exc:
@@ -250,56 +260,6 @@ async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
         return 1
     click.echo(f"{action.action}: saga {saga_id} is now {decision.state.status.value}")
     return 0
-
-
-async def saga_outcomes(settings: Settings) -> dict[str, str]:
-    """saga id -> status, for every saga the store still holds."""
-    outcomes: dict[str, str] = {}
-    async with open_store(settings) as store:
-        for status in SagaStatus:
-            for saga_id, _ in await store.by_status(status, 10_000_000):
-                outcomes[saga_id] = status.value
-    return outcomes
-
-
-async def _statuses(settings: Settings, saga_ids: list[str]) -> dict[str, str]:
-    """saga id -> status for those of ``saga_ids`` the store holds now."""
-    found: dict[str, str] = {}
-    async with open_store(settings) as store:
-        for saga_id in saga_ids:
-            state = await store.load(saga_id)
-            if state is not None:
-                found[saga_id] = state.status.value
-    return found
-
-
-async def books(settings: Settings, as_json: bool) -> int:
-    """Check the books; a hold still held by a saga that is not in progress is reported.
-
-    That covers every status, not only completed and compensated: a failed or aborted saga
-    (``baton abort --no-compensate``) and a saga the store no longer knows leave money
-    stuck until an operator acts.
-    """
-    from participants.payments import Ledger  # noqa: PLC0415 - composition root
-    from participants.payments.books import UNKNOWN  # noqa: PLC0415 - composition root
-
-    outcomes = await saga_outcomes(settings)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
-    try:
-        ledger = Ledger(client, settings.namespace)
-        report = await ledger.check_books(outcomes)
-        unknown = report.holds_left_by_status.get(UNKNOWN, [])
-        if unknown:  # perhaps started after the statuses were read: look again before judging
-            outcomes.update(await _statuses(settings, unknown))
-            report = await ledger.check_books(outcomes)
-    finally:
-        await client.aclose()
-    if as_json:
-        click.echo(report.model_dump_json())
-    else:
-        for name, value in report.model_dump().items():
-            click.echo(f"{name:28} {value}")
-    return 0 if report.ok else 1
 
 
 async def show_dead_letters(settings: Settings, queue: str, limit: int, as_json: bool) -> int:

@@ -36,6 +36,31 @@ class ProcessGroup:
         self.procs[name] = proc
         return proc
 
+    def spawn_command(
+        self, name: str, argv: list[str], *, cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        """Start any program as ``name`` (a participant in another language), its output in
+        ``<name>.log`` like the others'; stopped, killed and waited for the same way."""
+        log = self._logs.get(name) or (self._log_dir / f"{name}.log").open("ab")
+        self._logs[name] = log
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env={**self._env, **(env or {})}, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs[name] = proc
+        return proc
+
+    def log_of(self, name: str) -> Path:
+        """Where ``name``'s output goes."""
+        return self._log_dir / f"{name}.log"
+
+    def exited(self) -> dict[str, int]:
+        """The processes that have ended, with their exit codes."""
+        return {
+            name: code for name, proc in self.procs.items() if (code := proc.poll()) is not None
+        }
+
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up, no acks, exactly like a crash."""
         proc = self.procs[name]

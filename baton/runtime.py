@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -18,16 +18,28 @@ from messaging.settings import Settings
 from messaging.signing import ORCHESTRATOR, Keyring, KeySet
 from orchestrator.catalog import Catalog
 from orchestrator.chaos import CrashPoints
-from orchestrator.definition import builtin_definitions, load_definition
+from orchestrator.definition import load_definition
+from orchestrator.definition_registry import DefinitionRegistry
+from orchestrator.keys import KeySpace
+from orchestrator.packages import Packages, default_package_paths, load_packages, prove_safe
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
 from orchestrator.sealed_fields import SealedFields, sensitive_fields
 
 
+def load_saga_packages(settings: Settings) -> Packages:
+    """The configured saga packages (``BATON_ORCHESTRATOR__PACKAGES``), else the bundled ones."""
+    return load_packages(settings.orchestrator.packages or default_package_paths())
+
+
 def load_catalog(settings: Settings) -> Catalog:
-    """The built-in payment saga plus any definition files named in the settings."""
-    extra = [load_definition(path) for path in settings.orchestrator.definitions]
-    return Catalog([*builtin_definitions(), *extra])
+    """The packages' definitions plus any definition files named in the settings, checked
+    against the packages' contracts; the catalog carries that registry."""
+    packages = load_saga_packages(settings)
+    extra = [load_definition(path, packages.registry) for path in settings.orchestrator.definitions]
+    for definition in extra:
+        prove_safe(definition)  # as the packages' own definitions were
+    return Catalog([*packages.definitions, *extra], packages.registry)
 
 
 @asynccontextmanager
@@ -93,20 +105,40 @@ def orchestrator_keyring(settings: Settings, catalog: Catalog) -> Keyring:
 
 
 @asynccontextmanager
+async def open_definitions(settings: Settings) -> AsyncIterator[DefinitionRegistry]:
+    """The definitions registered in Redis (``orchestrator.definition_registry``): all an
+    operator's tool needs to read a saga of a version it does not load is the Redis URL."""
+    client = aioredis.Redis.from_url(
+        str(settings.redis.url), socket_connect_timeout=5, socket_timeout=30
+    )
+    try:
+        yield DefinitionRegistry(client, KeySpace(settings.namespace, settings.orchestrator.shards))
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, wait_s: float = 0.0, keyring: Keyring | None = None
+    settings: Settings,
+    *,
+    wait_s: float = 0.0,
+    keyring: Keyring | None = None,
+    catalog: Catalog | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything an orchestrator replica (or an operator command) needs, connected.
 
     ``keyring`` defaults to the configured one: operator actions publish commands, which
-    participants take only signed by the orchestrator.
+    participants take only signed by the orchestrator. ``catalog`` defaults to the
+    configured one (an operator command may add a registered version to it). The
+    orchestrator registers its catalog's versions when it runs.
     """
     sealer = Sealer.from_settings(settings.sealing)  # no key: refuse before connecting
-    catalog = load_catalog(settings)
+    catalog = catalog or load_catalog(settings)
     keyring = keyring or orchestrator_keyring(settings, catalog)  # no key: refuse, too
     async with (
         open_store(settings, catalog=catalog, sealer=sealer) as store,
         open_broker(settings, wait_s=wait_s, sealer=sealer) as broker,
+        open_definitions(settings) as definitions,
     ):
         config = RunnerConfig(
             tick_interval_s=settings.orchestrator.tick_interval_s,
@@ -120,8 +152,9 @@ async def open_runtime(
         )
         crash = CrashPoints.of(settings.chaos.crash_points, settings.chaos.crash_rate)
         orchestrator = Orchestrator(
-            catalog, store, broker, keyring=keyring, config=config, crash=crash
-        )
+            catalog, store, broker, keyring=keyring, config=config, crash=crash,
+            definitions=definitions,
+        )  # fmt: skip
         yield Runtime(catalog, store, broker, orchestrator)
 
 
@@ -134,11 +167,11 @@ def sealing_env(settings: Settings) -> dict[str, str]:
     return {KEYS_VARIABLE: json.dumps({"run": generate_key()}), ACTIVE_VARIABLE: "run"}
 
 
-def run_keys() -> KeySet:
+def run_keys(participants: Iterable[str] = ()) -> KeySet:
     """Signing keys for the processes of a run that owns its namespace (demo, bench): fresh
-    ones for the orchestrator, each participant and the driver (``cli``), dying with the run.
-    Each process gets its own with ``KeySet.env``."""
-    return KeySet.generate((ORCHESTRATOR, *PARTICIPANTS, "cli"))
+    ones for the orchestrator, each participant (the payment saga's unless named) and the
+    driver (``cli``), dying with the run. Each process gets its own with ``KeySet.env``."""
+    return KeySet.generate((ORCHESTRATOR, *(tuple(participants) or PARTICIPANTS), "cli"))
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -164,8 +197,11 @@ async def wait_for_consumers(
                 await asyncio.sleep(0.1)
 
 
-async def remove_namespace(settings: Settings, broker: Broker) -> None:
-    """Delete a run's queues, exchanges and keys: shared services stay as they were.
+async def remove_namespace(
+    settings: Settings, broker: Broker, participants: Iterable[str] = ()
+) -> None:
+    """Delete a run's queues (those of ``participants``, the payment saga's unless named),
+    exchanges and keys: shared services stay as they were.
 
     Only for a namespace the caller created (the demo's, the bench's): everything under its
     prefix goes. The separator it ends in keeps other namespaces out of the prefix; an empty
@@ -174,7 +210,7 @@ async def remove_namespace(settings: Settings, broker: Broker) -> None:
     if not settings.namespace:
         raise ValueError("refusing to remove the empty namespace: it is every key in Redis")
     t = broker.topology
-    await broker.delete(t.all_queues(PARTICIPANTS), t.exchanges)
+    await broker.delete(t.all_queues(tuple(participants) or PARTICIPANTS), t.exchanges)
     client = aioredis.Redis.from_url(str(settings.redis.url))
     try:
         async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):

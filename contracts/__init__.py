@@ -1,14 +1,18 @@
-"""Message schemas and topology names shared by the orchestrator and every participant."""
+"""Message schemas and topology names shared by the orchestrator and every participant.
+
+Which messages exist is not listed here: an application fills a ``contracts.registry.
+ContractRegistry`` from its saga packages (``orchestrator.packages``) or its handlers.
+``contracts.registry`` and ``contracts.compiler`` are not imported here on purpose (they use
+``messaging.errors``, and ``messaging`` imports this package).
+"""
 
 from contracts.base import Command, Contract, Reply, Start, StepFailed
 from contracts.envelope import SCHEMA_VERSION, Envelope, Phase
 from contracts.events import SagaEvent
 from contracts.money import Money
-from contracts.registry import CONTRACTS, contract_for
 from contracts.topology import Topology
 
 __all__ = [
-    "CONTRACTS",
     "SCHEMA_VERSION",
     "Command",
     "Contract",
@@ -20,5 +24,4 @@ __all__ = [
     "Start",
     "StepFailed",
     "Topology",
-    "contract_for",
 ]

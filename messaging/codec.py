@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from contracts import envelope as env
 from contracts.base import Contract
 from contracts.envelope import SCHEMA_VERSION, Envelope
-from contracts.registry import contract_for
 from messaging.errors import ContractError
+
+if TYPE_CHECKING:  # contracts.registry imports messaging.errors: no import cycle at run time
+    from contracts.registry import ContractLookup
 
 MAX_BODY_BYTES = 256 * 1024
 CONTENT_TYPE = "application/json"
@@ -103,8 +105,11 @@ def _summary(exc: ValidationError) -> str:
     )
 
 
-def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract]:
-    """Validate headers and body. Raises ContractError with a short reason code."""
+def decode(
+    wire: Wire, contracts: ContractLookup, *, require_saga: bool = True
+) -> tuple[Envelope, Contract]:
+    """Validate headers and body against the model ``contracts`` holds for the message's kind
+    (a ``ContractRegistry``). Raises ContractError with a short reason code."""
     if wire.undecodable:
         raise _undecodable(wire.undecodable)
     if len(wire.body) > MAX_BODY_BYTES:
@@ -113,7 +118,7 @@ def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract
         raise ContractError("wrong_content_type", str(wire.content_type))
     if not wire.kind:
         raise ContractError("missing_type", "the AMQP type property names the contract")
-    model = contract_for(wire.kind)
+    model = contracts.get(wire.kind)
     if model is None:
         raise ContractError("unknown_type", wire.kind[:200])
     envelope = _envelope(wire, require_saga=require_saga)
@@ -125,3 +130,12 @@ def decode(wire: Wire, *, require_saga: bool = True) -> tuple[Envelope, Contract
         )
         raise ContractError(reason, _summary(exc)) from exc
     return envelope, body
+
+
+def require_headers(wire: Wire, names: tuple[str, ...]) -> None:
+    """Refuse a message that lacks a header its role needs (a reply without its step, phase
+    or attempt cannot be matched to what a saga waits for: dead-lettered, never dropped)."""
+    headers = wire.headers or {}
+    for name in names:
+        if headers.get(name) in (None, ""):
+            raise ContractError("missing_header", name)

@@ -1,10 +1,12 @@
-"""The loaded saga definitions, by trigger (to start) and by name and version (to continue)."""
+"""The loaded saga definitions, by trigger (to start) and by name and version (to continue),
+and the contracts their messages are read with."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from uuid import UUID, uuid5
 
+from contracts.registry import ContractRegistry
 from messaging.errors import DefinitionError
 from orchestrator.definition import SagaDefinition
 
@@ -17,9 +19,16 @@ def saga_id_for(saga: str, idempotency_key: str) -> str:
 
 
 class Catalog:
-    """Every version stays loadable: a saga finishes on the version it started with."""
+    """Every version stays loadable: a saga finishes on the version it started with.
 
-    def __init__(self, definitions: Iterable[SagaDefinition]) -> None:
+    ``contracts`` is the registry the definitions were checked against (``orchestrator.
+    packages.load_packages`` fills it): the orchestrator decodes starts and replies with it.
+    """
+
+    def __init__(
+        self, definitions: Iterable[SagaDefinition], contracts: ContractRegistry
+    ) -> None:
+        self.contracts = contracts
         self._by_key: dict[tuple[str, int], SagaDefinition] = {}
         self._latest: dict[str, SagaDefinition] = {}
         for definition in definitions:

@@ -34,11 +34,11 @@ class ReplyReceived:
 class Tick:
     """The deadline loop saw ``wake_at`` pass: a timeout, a retry due or the saga deadline.
 
-    ``unpublished``: the awaited command is still in the outbox (the broker was away), so
-    its timeout says nothing about the participant and the attempt does not count.
+    ``unpublished``: the message ids of awaited commands still in the outbox (the broker was
+    away), whose timeouts say nothing about the participant: those attempts do not count.
     """
 
-    unpublished: bool = False
+    unpublished: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

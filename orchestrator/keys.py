@@ -1,7 +1,8 @@
 """Every Redis key shape the orchestrator uses, in one place.
 
-All keys carry a shard hash tag, ``{namespace}baton:{s<N>}:…``, with N derived from the saga
-id, so every key one transition touches hashes to one Redis Cluster slot.
+All saga keys carry a shard hash tag, ``{namespace}baton:{s<N>}:…``, with N derived from the
+saga id, so every key one transition touches hashes to one Redis Cluster slot. The registered
+definitions carry their own, ``{def:<name>}``: all versions of one definition in one slot.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ OUTBOX = "outbox"  # hash per shard: entry id -> OutboxEntry.dumps()
 OUTBOX_AT = "outbox:at"  # zset per shard: entry id -> enqueue time (state.updated_at)
 OUTBOX_CLAIMED = "outbox:claimed"  # zset per shard: entry id -> until when a sweeper has it
 STATUS = "status"  # zset per shard and status: saga id -> updated_at
+DEFINITION = "versions"  # hash per definition: version -> registered record (never expires)
+DEFINITION_NAMES = "names"  # set: the names of the registered definitions (never expires)
 
 
 def shard_of(saga_id: str, shards: int) -> int:
@@ -64,6 +67,14 @@ class KeySpace:
 
     def status(self, shard: int, status: SagaStatus) -> str:
         return f"{self._base(shard)}:{STATUS}:{status.value}"
+
+    def definition(self, name: str) -> str:
+        """Every registered version of one definition, in one hash: a slot of its own,
+        ``{def:<name>}`` (orchestrator/definition_registry.py)."""
+        return f"{self.namespace}{PREFIX}:{{def:{name}}}:{DEFINITION}"
+
+    def definition_names(self) -> str:
+        return f"{self.namespace}{PREFIX}:{{definitions}}:{DEFINITION_NAMES}"
 
     def all_shards(self) -> range:
         return range(self.shards)

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from messaging.errors import ConcurrencyConflict
 from orchestrator.effects import HistoryEntry
+from orchestrator.in_flight import IN_FLIGHT, VersionCounts, count_versions
 from orchestrator.keys import KeySpace
 from orchestrator.outbox import OutboxEntry
 from orchestrator.script_batch import ScriptBatch
@@ -287,6 +288,10 @@ class RedisSagaStore:
             cards: list[int] = await pipe.execute()
         shards = self.keys.shards
         return {s: sum(cards[i * shards : (i + 1) * shards]) for i, s in enumerate(STATUSES)}
+
+    async def versions(self, statuses: Sequence[SagaStatus] = IN_FLIGHT) -> VersionCounts:
+        """Sagas per (definition name, version) and status, from the status indexes."""
+        return await count_versions(self._redis, self.keys, statuses)
 
     async def _earliest(
         self, keys: Sequence[str], upper: str, limit: int

@@ -19,11 +19,12 @@ from typing import TypeVar
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from contracts import envelope as env
 from contracts.base import Start, StepFailed
 from contracts.envelope import Envelope, new_message_id
 from contracts.events import SagaEvent
 from messaging.amqp import DECLARE_HINT, NOT_FOUND, Broker, wire_of
-from messaging.codec import Wire, decode
+from messaging.codec import Wire, decode, require_headers
 from messaging.errors import ConcurrencyConflict, ContractError, DefinitionError, UnknownSaga
 from messaging.poison import POISON_AFTER, FailureCounts, counts_as_poison, poison_reason
 from messaging.signing import UNAUTHENTIC, Keyring
@@ -32,8 +33,11 @@ from orchestrator.answers import idempotency_key_of, safe_reply_to
 from orchestrator.catalog import Catalog, saga_id_for
 from orchestrator.chaos import CrashPoints
 from orchestrator.definition import SagaDefinition
+from orchestrator.definition_registry import DefinitionRegistry
 from orchestrator.effects import Decision, EmitEvent, Event, ReplyReceived, Tick
-from orchestrator.engine import decide, describe, start, timed_out_command
+from orchestrator.engine import decide, describe, start, timed_out_commands
+from orchestrator.in_flight import IN_FLIGHT as UNFINISHED
+from orchestrator.in_flight import describe as describe_counts
 from orchestrator.marks import DoneMarks
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.outbox import OutboxEntry, outbox_entries
@@ -41,13 +45,14 @@ from orchestrator.state import SagaState, SagaStatus
 from orchestrator.store import SagaStore
 from orchestrator.wakes import WakeTimes
 
+# A reply names what it answers; without these it matches nothing a saga waits for.
+REPLY_HEADERS = (env.H_SAGA_ID, env.H_STEP, env.H_PHASE, env.H_ATTEMPT)
 log = structlog.get_logger("baton.orchestrator")
 
 Clock = Callable[[], float]
 MAX_CONFLICTS = 20
 TICK_BACKOFF_S = 0.5  # first delay after a failed tick; doubles up to TICK_BACKOFF_MAX_S
 TICK_BACKOFF_MAX_S = 60.0
-UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
 RECENT_STATES = 10_000  # sagas whose last written state a replica keeps in memory
 T = TypeVar("T")
 
@@ -80,8 +85,11 @@ class Orchestrator:
         metrics: OrchestratorMetrics | None = None,
         clock: Clock = time.time,
         crash: CrashPoints | None = None,
+        definitions: DefinitionRegistry | None = None,
     ) -> None:
         self._catalog = catalog
+        # where the loaded versions are registered on start (None: not registered)
+        self._definitions = definitions
         self._store = store
         self._broker = broker
         self._topology = broker.topology
@@ -141,10 +149,12 @@ class Orchestrator:
         """What the engine cannot see: whether a timed-out command ever left the outbox."""
         if not isinstance(event, Tick):
             return event
-        command = timed_out_command(state, now)
-        if command is None or not await self._store.outbox_holds(state.saga_id, command):
-            return event
-        return Tick(unpublished=True)
+        held = [
+            command
+            for command in timed_out_commands(state, now)
+            if await self._store.outbox_holds(state.saga_id, command)
+        ]
+        return Tick(unpublished=frozenset(held)) if held else event
 
     def _remember(self, state: SagaState) -> None:
         """Keep the state just written, so the saga's next event skips a Redis read, and
@@ -178,7 +188,7 @@ class Orchestrator:
 
         Only a start signed by one of the configured upstreams is read at all."""
         self._keyring.verify_from(wire, self._keyring.upstreams, "starts")
-        envelope, body = decode(wire, require_saga=False)
+        envelope, body = decode(wire, self._catalog.contracts, require_saga=False)
         if not isinstance(body, Start):
             raise ContractError("not_a_start_message", envelope.kind)
         self._refuse_expired(envelope)
@@ -269,7 +279,8 @@ class Orchestrator:
         """Apply a reply, read only once its signature is verified; the engine then accepts
         it only from the participant its step names (else ``wrong_sender``, dead-lettered)."""
         sender = self._keyring.verify(wire)
-        envelope, body = decode(wire)
+        require_headers(wire, REPLY_HEADERS)
+        envelope, body = decode(wire, self._catalog.contracts)
         structlog.contextvars.bind_contextvars(
             saga_id=envelope.saga_id,
             saga=envelope.saga,
@@ -500,27 +511,24 @@ class Orchestrator:
 
     async def check_definitions(self) -> None:
         """Refuse to run beside sagas whose definition version this replica would not load:
-        it could neither move them on nor compensate them (their ticks would only fail)."""
-        missing: set[tuple[str, int]] = set()
-        for status in UNFINISHED:
-            ids = [saga_id for saga_id, _ in await self._store.by_status(status, 10_000_000)]
-            for i in range(0, len(ids), 500):
-                states = await asyncio.gather(*map(self._store.load, ids[i : i + 500]))
-                missing.update(
-                    (s.saga, s.definition_version)
-                    for s in states
-                    if s is not None and self._catalog.get(s.saga, s.definition_version) is None
-                )
+        it could neither move them on nor compensate them (their ticks would only fail).
+        Running, compensating and failed sagas count (a failed one waits for an operator's
+        retry, which compensates on its own version)."""
+        in_flight = await self._store.versions(UNFINISHED)
+        missing = sorted(k for k in in_flight if self._catalog.get(*k) is None)
         if missing:
-            names = ", ".join(f"{name} v{version}" for name, version in sorted(missing))
+            names = "; ".join(f"{n} v{v} ({describe_counts(in_flight[n, v])})" for n, v in missing)
             raise DefinitionError(
                 f"sagas in flight use {names}, which this orchestrator does not load: keep "
-                "every version's file in BATON_ORCHESTRATOR__DEFINITIONS until they finish"
+                "each version's definition file (in its package, or BATON_ORCHESTRATOR__"
+                "DEFINITIONS) until `baton definitions` shows none of its sagas in flight"
             )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume starts and replies, run the loops until ``stop``, then drain in-flight work."""
         await self.check_definitions()
+        if self._definitions is not None:  # before any saga can start on a version
+            await self._definitions.register(self._catalog.all())
         await self._start_consuming(stop)
         loops = [
             asyncio.create_task(self._deadline_loop(stop), name="deadlines"),

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from contracts.registry import contract_for
+from contracts.base import Contract
 from messaging.errors import DefinitionError
 from messaging.sealing import Sealer, is_sealed
 from orchestrator.catalog import Catalog
@@ -22,13 +22,19 @@ SensitiveFields = Callable[[str, int], frozenset[str] | None]
 
 
 def sensitive_fields(catalog: Catalog) -> SensitiveFields:
-    """The fields its trigger contract marks sensitive, for each saga the catalog holds."""
+    """The fields its trigger contract marks sensitive, for each saga the catalog holds.
+
+    The definition's own contracts come first: a version read back from the definition
+    registry (``orchestrator.definition_registry``) is checked against its registered ones."""
 
     def lookup(saga: str, version: int) -> frozenset[str] | None:
         definition = catalog.get(saga, version)
         if definition is None:
             return None
-        model = contract_for(definition.trigger)
+        try:
+            model: type[Contract] | None = definition.contract(definition.trigger)
+        except KeyError:
+            model = catalog.contracts.get(definition.trigger)
         return model.SENSITIVE if model is not None else frozenset()
 
     return lookup

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from contracts.envelope import Phase
 
@@ -30,6 +30,7 @@ class SagaStatus(StrEnum):
 
 class StepStatus(StrEnum):
     PENDING = "pending"  # never sent: never compensated
+    SKIPPED = "skipped"  # its condition did not hold: never sent
     RUNNING = "running"  # sent, no final answer yet: may have applied
     SUCCEEDED = "succeeded"
     REJECTED = "rejected"  # final business refusal of its latest effect: nothing to undo
@@ -83,7 +84,8 @@ class SagaState(BaseModel):
     version: int = 0  # the store's optimistic-concurrency counter
     input: dict[str, Any]
     steps: dict[str, StepRecord]
-    waiting: Waiting | None = None
+    # What the saga waits for: one entry per step in flight (several in a parallel group).
+    waiting: tuple[Waiting, ...] = ()
     compensation_plan: tuple[str, ...] = ()  # fixed when compensation begins, in undo order
     deadline: float | None = None
     started_at: float
@@ -94,3 +96,13 @@ class SagaState(BaseModel):
     reply_to: str = ""
     traceparent: str = ""
     wake_at: float | None = None  # when the deadline loop must look again; None: only a reply
+
+    @field_validator("waiting", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        """States stored before parallel groups held one ``Waiting`` or null."""
+        if value is None:
+            return ()
+        if isinstance(value, dict | Waiting):
+            return (value,)
+        return value

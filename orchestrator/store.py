@@ -8,6 +8,7 @@ from typing import Protocol
 
 from messaging.errors import ConcurrencyConflict
 from orchestrator.effects import HistoryEntry
+from orchestrator.in_flight import IN_FLIGHT, VersionCounts, tally
 from orchestrator.outbox import OutboxEntry
 from orchestrator.sealed_fields import SealedFields
 from orchestrator.state import SagaState, SagaStatus
@@ -77,6 +78,11 @@ class SagaStore(Protocol):
         ...
 
     async def counts(self) -> dict[SagaStatus, int]: ...
+
+    async def versions(self, statuses: Sequence[SagaStatus] = IN_FLIGHT) -> VersionCounts:
+        """Sagas in ``statuses`` per (definition name, version) and status: which versions
+        an orchestrator must load (``orchestrator.in_flight``)."""
+        ...
 
 
 @dataclass
@@ -185,3 +191,10 @@ class InMemorySagaStore:
         for state in self.sagas.values():
             found[state.status] += 1
         return found
+
+    async def versions(self, statuses: Sequence[SagaStatus] = IN_FLIGHT) -> VersionCounts:
+        counts: VersionCounts = {}
+        for state in self.sagas.values():
+            if state.status in statuses:
+                tally(counts, state.saga, state.definition_version, state.status)
+        return counts

@@ -33,11 +33,16 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from contracts import envelope as env
 from contracts.base import Command
 from contracts.money import Money
-from contracts.payments import AssessRisk, AuthorizePayment, CaptureTransaction, CheckCompliance
 from contracts.topology import Topology
 from messaging.coalesce import coalesce_frame_writes
 from messaging.codec import Wire
 from messaging.signing import Keyring
+from participants.payments.contracts import (
+    AssessRisk,
+    AuthorizePayment,
+    CaptureTransaction,
+    CheckCompliance,
+)
 
 AMOUNT = Money(minor=1_000, currency="EUR")
 ACCOUNT, MERCHANT, TOKEN = "acct_bench", "merchant_bench", "tok_benchmark01"

@@ -22,7 +22,6 @@ from rich.console import Console
 
 from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN
 from baton.runtime import load_catalog
-from contracts.payments import StartTransaction
 from messaging.settings import Settings
 from orchestrator.catalog import saga_id_for
 from orchestrator.definition import SagaDefinition
@@ -30,6 +29,7 @@ from orchestrator.effects import ReplyReceived
 from orchestrator.engine import decide, start
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.state import SagaState, SagaStatus
+from participants.payments.contracts import StartTransaction
 
 console = Console(stderr=True)
 WRITERS = 32
@@ -54,11 +54,11 @@ async def _one_saga(store: RedisSagaStore, definition: SagaDefinition) -> None:
     decision = start(definition, saga_id, body, now, reply_to="amq.gen-bench")
     state: SagaState = decision.state.model_copy(update={"version": 1})
     await store.create(decision.state, decision.history, [])
-    while state.waiting is not None:
-        kind, output = OUTPUTS[state.waiting.step]
-        step = state.waiting.step
-        reply = ReplyReceived(step, "forward", state.waiting.attempt, kind, output,
-                              sender=definition.step(step).participant)  # fmt: skip
+    while state.waiting:
+        waiting = state.waiting[0]
+        kind, output = OUTPUTS[waiting.step]
+        reply = ReplyReceived(waiting.step, "forward", waiting.attempt, kind, output,
+                              sender=definition.step(waiting.step).participant)  # fmt: skip
         decision = decide(definition, state, reply, now)
         state = await store.commit(state.version, decision.state, decision.history, [])
 

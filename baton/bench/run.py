@@ -42,10 +42,10 @@ from baton.runtime import (
     sealing_env,
     wait_for_consumers,
 )
-from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.settings import Settings
 from messaging.signing import ORCHESTRATOR, KeySet
+from participants.payments.contracts import StartTransaction
 
 console = Console(stderr=True)
 
@@ -57,6 +57,7 @@ class BenchOptions:
     replicas: int = 1
     rounds: int = 3  # baseline and Baton alternate this many times per concurrency
     floor: bool = False  # also run the stateless relay with Baton's message flow
+    parallel: bool = False  # also run the payment saga with its independent steps in a group
     warmup: int = 50
     as_json: bool = False
     timeout_s: float = 600.0
@@ -108,11 +109,13 @@ async def _bench(
     baton: dict[str, dict[str, Any]] = {}
     baseline: dict[str, dict[str, Any]] = {}
     floor: dict[str, dict[str, Any]] = {}
+    parallel: dict[str, dict[str, Any]] = {}
     for level in options.levels:
         n = max(options.sagas_at(level) // options.rounds, 1)
         ours: list[Measured] = []
         theirs: list[Measured] = []
         floors: list[Measured] = []
+        grouped: list[Measured] = []
         for _ in range(options.rounds):
             driver = BaselineDriver(
                 str(settings.rabbit.url), t, keys.keyring(ORCHESTRATOR),
@@ -133,13 +136,23 @@ async def _bench(
                     run_floor = _baton_runner(broker, keys)
                     await run_floor(options.warmup, level, f"floor c{level} warm-up")
                     floors.append(await _measure(groups, run_floor, n, level, "floor"))
+            if options.parallel:
+                with _orchestrators(group, options.replicas, PARALLEL_ENV, "orchestrator-par"):
+                    await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+                    run_grouped = _baton_runner(broker, keys)
+                    await run_grouped(options.warmup, level, f"parallel c{level} warm-up")
+                    grouped.append(await _measure(groups, run_grouped, n, level, "parallel"))
         baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
         baton[f"c{level}"] = sum(ours[1:], ours[0]).figures()
         if floors:
             floor[f"c{level}"] = sum(floors[1:], floors[0]).figures()
-    sides = (baton, baseline, floor)
+        if grouped:
+            parallel[f"c{level}"] = sum(grouped[1:], grouped[0]).figures()
+    sides = (baton, baseline, floor, parallel)
     finished = all(f["finished"] == f["sagas"] for side in sides for f in side.values())
     extra = {"floor": floor, "floor_ratios": ratios(floor, baseline)} if floor else {}
+    if parallel:  # the same saga, its independent steps in one group: the gain in latency
+        extra |= {"parallel": parallel, "parallel_ratios": ratios(parallel, baton)}
     return {
         "namespace": settings.namespace,
         "replicas": options.replicas,
@@ -272,9 +285,18 @@ def _groups(group: ProcessGroup) -> dict[str, Callable[[], list[int]]]:
     }
 
 
+# The parallel side's orchestrators also load payment v2 (baton/bench/payment_parallel.yaml):
+# new sagas take the newest version, so every saga it drives runs the grouped definition.
+PARALLEL_DEFINITION = Path(__file__).with_name("payment_parallel.yaml")
+PARALLEL_ENV = {"BATON_ORCHESTRATOR__DEFINITIONS": json.dumps([str(PARALLEL_DEFINITION)])}
+
+
 @contextmanager
-def _orchestrators(group: ProcessGroup, replicas: int) -> Iterator[None]:
-    with _running(group, "orchestrator", "orchestrator", replicas):
+def _orchestrators(
+    group: ProcessGroup, replicas: int, env: dict[str, str] | None = None,
+    prefix: str = "orchestrator",
+) -> Iterator[None]:  # fmt: skip
+    with _running(group, prefix, "orchestrator", replicas, env):
         yield
 
 
@@ -286,10 +308,13 @@ def _relays(group: ProcessGroup, replicas: int) -> Iterator[None]:
 
 
 @contextmanager
-def _running(group: ProcessGroup, prefix: str, command: str, count: int) -> Iterator[None]:
+def _running(
+    group: ProcessGroup, prefix: str, command: str, count: int,
+    env: dict[str, str] | None = None,
+) -> Iterator[None]:  # fmt: skip
     names = [f"{prefix}-{i + 1}" for i in range(count)]
     for name in names:
-        group.spawn(name, command)
+        group.spawn(name, command, env=env)
     try:
         yield
     finally:

@@ -60,7 +60,7 @@ class Conduct:
         return self._refused & left
 
     def wrap(self, participant: str, handlers: Handlers) -> Handlers:
-        wrapped = Handlers()
+        wrapped = Handlers(handlers)  # the wrapped one's models: commands, replies, contracts
         for kind in handlers:
             route = handlers.route(kind)
             assert route is not None

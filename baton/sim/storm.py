@@ -18,10 +18,10 @@ from baton.sim import plan as p
 from baton.sim.world import CLIENT, EXPECTED_EXITS, World
 from contracts.envelope import Envelope
 from contracts.money import Money
-from contracts.payments import StartTransaction
 from messaging.codec import Wire, encode
 from messaging.errors import BatonError
 from orchestrator.effects import OperatorAction
+from participants.payments.contracts import StartTransaction
 
 ACTIONS = {
     "operator_retry": OperatorAction("retry", actor="sim"),

@@ -41,7 +41,7 @@ from messaging.sealing import Sealer
 from messaging.settings import ParticipantSettings
 from messaging.signing import ORCHESTRATOR, KeySet, SigningKey
 from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import builtin_definitions
+from orchestrator.packages import default_package_paths, load_packages
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
 from orchestrator.sealed_fields import SealedFields, sensitive_fields
@@ -72,10 +72,11 @@ def signing_keys(seed: int) -> KeySet:
 
 
 def catalog() -> Catalog:
-    """The shipped definitions, loaded once per process (the YAML never changes in a run)."""
+    """The bundled packages' definitions, loaded once per process (the YAML never changes
+    in a run)."""
     global _catalog  # noqa: PLW0603 - a per-process cache of read-only data
     if _catalog is None:
-        _catalog = Catalog(builtin_definitions())
+        _catalog = load_packages(default_package_paths()).catalog
     return _catalog
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from contracts.payments import (
+from participants.payments.contracts import (
     AuthorizationVoided,
     AuthorizePayment,
     PaymentAuthorized,
     VoidAuthorization,
+    payment_contracts,
 )
 from participants.payments.ledger import Ledger
 from participants.sdk import Handlers, MessageContext, handles
@@ -34,4 +35,6 @@ class AuthorizationService:
 
 
 def authorization_handlers(redis: Redis, namespace: str) -> Handlers:
-    return Handlers.of(AuthorizationService(Ledger(redis, namespace)))
+    return Handlers.of(
+        AuthorizationService(Ledger(redis, namespace)), contracts=payment_contracts()
+    )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
+from redis.asyncio import Redis
 
 # Saga statuses the books are checked against.
 COMPLETED = "completed"
@@ -131,3 +132,17 @@ def audit(books: Books, outcomes: Mapping[str, str]) -> BooksReport:
             s for s, st in outcomes.items() if st == COMPENSATED and s in captured
         ),
     )
+
+
+async def check(
+    redis: Redis, namespace: str, outcomes: Mapping[str, str] | None = None
+) -> BooksReport:
+    """The payment saga's invariants under ``namespace``: the package's ``invariants:`` entry.
+
+    ``outcomes`` maps saga ids to their status; without it, call this when no saga is in
+    flight: every hold still ``held`` is then money stuck, and the checks that need a
+    saga's status (completed but not captured, compensated but captured) have none to use.
+    """
+    from participants.payments.ledger import Ledger  # noqa: PLC0415 - it imports this module
+
+    return await Ledger(redis, namespace).check_books(outcomes or {})

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from contracts.money import Money
-from contracts.payments import StartTransaction
+from participants.payments.contracts import StartTransaction
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
 from participants.payments.pci import COMPLIANT, PciService
 from participants.payments.risk import RiskService

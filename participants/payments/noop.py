@@ -13,7 +13,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from contracts.base import Command, Reply
-from contracts.payments import (
+from participants.payments.contracts import (
     AssessRisk,
     AttestationRevoked,
     AuthorizationVoided,
@@ -28,6 +28,7 @@ from contracts.payments import (
     RiskExposureReleased,
     TransactionCaptured,
     VoidAuthorization,
+    payment_contracts,
 )
 from participants.sdk import Handler, Handlers, MessageContext
 
@@ -70,7 +71,7 @@ def noop_handlers(name: str) -> Callable[[Redis, str], Handlers]:
         raise ValueError(f"unknown participant {name!r}; known: {', '.join(sorted(_ANSWERS))}")
 
     def factory(_redis: Redis, _namespace: str) -> Handlers:
-        handlers = Handlers()
+        handlers = Handlers(payment_contracts())
         for command, build in _ANSWERS[name]:
             handlers.register(command, _answering(build))
         return handlers

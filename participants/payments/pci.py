@@ -18,14 +18,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from contracts.payments import (
+from messaging.errors import StepRejected
+from participants.payments import scripts
+from participants.payments.contracts import (
     AttestationRevoked,
     CheckCompliance,
     ComplianceApproved,
     RevokeAttestation,
+    payment_contracts,
 )
-from messaging.errors import StepRejected
-from participants.payments import scripts
 from participants.payments.ledger import BOOKS_SLOT, derive_id
 from participants.sdk import Handlers, MessageContext, handles
 
@@ -143,4 +144,4 @@ class PciService:
 
 
 def pci_handlers(redis: Redis, namespace: str) -> Handlers:
-    return Handlers.of(PciService(redis, namespace))
+    return Handlers.of(PciService(redis, namespace), contracts=payment_contracts())

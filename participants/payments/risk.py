@@ -30,14 +30,15 @@ from typing import Any
 from redis.asyncio import Redis
 
 from contracts.money import CURRENCY_EXPONENTS, Money
-from contracts.payments import (
+from messaging.errors import StepRejected
+from participants.payments import scripts
+from participants.payments.contracts import (
     AssessRisk,
     ReleaseRiskExposure,
     RiskAssessed,
     RiskExposureReleased,
+    payment_contracts,
 )
-from messaging.errors import StepRejected
-from participants.payments import scripts
 from participants.sdk import Handlers, MessageContext, handles
 
 Bands = tuple[tuple[int, int], ...]  # (upper bound in major units, exclusive; points)
@@ -178,4 +179,4 @@ class RiskService:
 
 
 def risk_handlers(redis: Redis, namespace: str) -> Handlers:
-    return Handlers.of(RiskService(redis, namespace))
+    return Handlers.of(RiskService(redis, namespace), contracts=payment_contracts())

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from contracts.payments import CaptureTransaction, TransactionCaptured
+from participants.payments.contracts import (
+    CaptureTransaction,
+    TransactionCaptured,
+    payment_contracts,
+)
 from participants.payments.ledger import Ledger
 from participants.payments.pci import PciKeys
 from participants.sdk import Handlers, MessageContext, handles
@@ -33,4 +37,5 @@ class TransactionService:
 
 
 def transaction_handlers(redis: Redis, namespace: str) -> Handlers:
-    return Handlers.of(TransactionService(Ledger(redis, namespace), PciKeys(namespace)))
+    service = TransactionService(Ledger(redis, namespace), PciKeys(namespace))
+    return Handlers.of(service, contracts=payment_contracts())

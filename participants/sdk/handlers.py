@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from contracts.base import Command, Reply
+from contracts.base import Command, Contract, Reply, StepFailed
 from contracts.envelope import Envelope, Phase
+
+if TYPE_CHECKING:  # only a protocol: no run-time dependency on the registry module
+    from contracts.registry import ContractLookup
 
 Handler = Callable[[Any, "MessageContext"], Awaitable[Reply]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Reply]])
@@ -56,8 +60,13 @@ class MessageContext:
         return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
-def handles(command: type[Command]) -> Callable[[F], F]:
-    """Mark a method as the handler of ``command``; the method is returned unchanged."""
+def handles(command: type[Command] | str) -> Callable[[F], F]:
+    """Mark a method as the handler of ``command``; the method is returned unchanged.
+
+    ``command`` is a class, or a KIND that ``Handlers.of(..., contracts=...)`` resolves to a
+    model: a participant of a saga package handles the models compiled from the package's
+    contract files, which exist only once those are loaded, not at import.
+    """
 
     def mark(func: F) -> F:
         setattr(func, _MARK, command)
@@ -86,13 +95,17 @@ class Handlers:
     exception is a bug, answered as a retriable ``internal_error``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, contracts: ContractLookup | None = None) -> None:
         self._routes: dict[str, Route] = {}
+        self._contracts = contracts
+        # Baton's own reply, and those the handlers declare: what a stored outcome is read as
+        self._replies: dict[str, type[Reply]] = {StepFailed.KIND: StepFailed}
 
     @classmethod
-    def of(cls, *services: object) -> Handlers:
-        """Collect every ``@handles`` method of the given service objects."""
-        found = cls()
+    def of(cls, *services: object, contracts: ContractLookup | None = None) -> Handlers:
+        """Collect every ``@handles`` method of the given service objects; a handler marked
+        with a KIND gets the model ``contracts`` holds for it."""
+        found = cls(contracts)
         for service in services:
             for _, method in inspect.getmembers(service, inspect.ismethod):
                 command = getattr(method, _MARK, None)
@@ -100,13 +113,26 @@ class Handlers:
                     found.register(command, method)
         return found
 
-    def register(self, command: type[Command], handler: Handler) -> None:
-        """Route ``command`` to ``handler``; one handler per command type."""
-        if command.KIND in self._routes:
-            raise ValueError(f"a handler for {command.KIND} is already registered")
-        self._routes[command.KIND] = Route(command, handler)
+    def register(self, command: type[Command] | str, handler: Handler) -> None:
+        """Route ``command`` (a class, or a KIND of ``contracts``) to ``handler``; one
+        handler per command type."""
+        model = self._model(command)
+        if model.KIND in self._routes:
+            raise ValueError(f"a handler for {model.KIND} is already registered")
+        self._routes[model.KIND] = Route(model, handler)
+        for reply in declared_replies(handler):
+            self._replies.setdefault(reply.KIND, reply)
 
-    def handler(self, command: type[Command]) -> Callable[[F], F]:
+    def _model(self, command: type[Command] | str) -> type[Command]:
+        if not isinstance(command, str):
+            return command
+        model = None if self._contracts is None else self._contracts.get(command)
+        if model is None or not issubclass(model, Command):
+            given = "the contracts given" if self._contracts is not None else "no contracts given"
+            raise ValueError(f"{command!r} is not a command contract of {given} to Handlers")
+        return model
+
+    def handler(self, command: type[Command] | str) -> Callable[[F], F]:
         """Decorator registering a free function as the handler of ``command``."""
 
         def register(func: F) -> F:
@@ -119,8 +145,35 @@ class Handlers:
         """The route for a command KIND, or None when this participant does not handle it."""
         return self._routes.get(kind)
 
+    def get(self, kind: str) -> type[Contract] | None:
+        """The model of ``kind`` for this participant (a ``ContractLookup``: what its commands
+        are decoded and its stored replies read with): a handled command's class, a reply a
+        handler declares (or Baton's own), else whatever the ``contracts`` given hold."""
+        route = self._routes.get(kind)
+        if route is not None:
+            return route.command
+        reply = self._replies.get(kind)
+        if reply is not None:
+            return reply
+        return self._contracts.get(kind) if self._contracts is not None else None
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
 
     def __len__(self) -> int:
         return len(self._routes)
+
+
+def declared_replies(handler: Handler) -> list[type[Reply]]:
+    """The Reply classes a handler's return annotation names (``-> A`` or ``-> A | B``);
+    none when it has none or it cannot be resolved (then ``contracts`` must hold them)."""
+    try:
+        returned = get_type_hints(handler).get("return")
+    except Exception:  # a name only imported for type checking: nothing declared
+        return []
+    union = get_origin(returned) in (Union, types.UnionType)
+    options = get_args(returned) if union else (returned,)
+    return [
+        o for o in options  # a bare ``-> Reply`` names no message
+        if isinstance(o, type) and issubclass(o, Reply) and getattr(o, "KIND", None)
+    ]

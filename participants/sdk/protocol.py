@@ -111,7 +111,7 @@ def accept(wire: Wire, handlers: Handlers, participant: str, keyring: Keyring) -
     ``bad_signature``, ``wrong_sender`` otherwise).
     """
     keyring.verify_from(wire, (ORCHESTRATOR,), "commands")
-    envelope, body = decode(wire)
+    envelope, body = decode(wire, handlers)  # the participant's own models of its messages
     route = handlers.route(envelope.kind)
     if route is None or not isinstance(body, route.command):
         raise ContractError("no_handler", f"{participant} does not handle {envelope.kind}")

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from contracts.base import Reply
-from contracts.registry import contract_for
+from contracts.registry import ContractLookup
 from participants.sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
 from participants.sdk.keys import InboxKeys
 
@@ -59,9 +59,10 @@ def dumps(reply: Reply) -> str:
     return json.dumps({"kind": reply.KIND, "body": reply.model_dump(mode="json")})
 
 
-def loads(raw: bytes | str) -> Reply:
+def loads(raw: bytes | str, contracts: ContractLookup) -> Reply:
+    """A stored outcome read back with the participant's model of its kind."""
     data = json.loads(raw)
-    model = contract_for(data["kind"])
+    model = contracts.get(data["kind"])
     if model is None or not issubclass(model, Reply):
         raise ValueError(f"inbox holds an unknown reply kind {data['kind']!r}")
     return model.model_validate(data["body"])
@@ -76,10 +77,18 @@ def _ms(seconds: float) -> int:
 
 
 class RedisInbox:
-    """The ``Inbox`` port on Redis; outcomes and tombstones live ``ttl_s`` seconds."""
+    """The ``Inbox`` port on Redis; outcomes and tombstones live ``ttl_s`` seconds.
 
-    def __init__(self, redis: Redis, namespace: str, participant: str, *, ttl_s: int) -> None:
+    ``contracts`` reads stored outcomes back: the participant's ``Handlers`` (which know the
+    replies their handlers declare) or a ``ContractRegistry``.
+    """
+
+    def __init__(
+        self, redis: Redis, namespace: str, participant: str, *, ttl_s: int,
+        contracts: ContractLookup,
+    ) -> None:  # fmt: skip
         self._redis = redis
+        self._contracts = contracts
         self.keys = InboxKeys(namespace, participant)
         self._ttl_s = ttl_s
         self._claim = redis.register_script(CLAIM)
@@ -96,7 +105,7 @@ class RedisInbox:
         found = Claim(ClaimStatus(status), effect_id, subject, compensates)
         match found.status:
             case ClaimStatus.OUTCOME | ClaimStatus.CANCELLED:
-                return replace(found, outcome=loads(value))
+                return replace(found, outcome=loads(value, self._contracts))
             case ClaimStatus.BUSY:  # -1: a lease without expiry, never written by us
                 return replace(found, retry_after_s=max(int(value), 0) / 1000)
             case _:
@@ -113,11 +122,11 @@ class RedisInbox:
         keys = [outcome_key, k.lease(claim.subject), tomb]
         args: list[str | int] = [dumps(outcome), self._ttl_s, claim.token, "1" if bury else ""]
         stored = _text(await self._record(keys=keys, args=args))
-        return outcome if stored == args[0] else loads(stored)
+        return outcome if stored == args[0] else loads(stored, self._contracts)
 
     async def release(self, claim: Claim) -> None:
         await self._fenced(keys=[self.keys.lease(claim.subject)], args=[claim.token, ""])
 
     async def stored(self, effect_id: str) -> Reply | None:
         raw = await self._redis.get(self.keys.outcome(effect_id))
-        return None if raw is None else loads(raw)
+        return None if raw is None else loads(raw, self._contracts)

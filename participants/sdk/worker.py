@@ -86,7 +86,10 @@ class Worker:
         rng = rng or random.Random()
         self._chaos = Chaos(settings, rng, exit_process=exit_process)
         self._responder = Responder(
-            handlers, inbox or RedisInbox(redis, namespace, name, ttl_s=settings.inbox_ttl_s),
+            handlers,
+            inbox or RedisInbox(
+                redis, namespace, name, ttl_s=settings.inbox_ttl_s, contracts=handlers
+            ),
             settings, keyring=keyring, participant=name, chaos=self._chaos, rng=rng, clock=clock,
         )  # fmt: skip
         self._keyring = keyring

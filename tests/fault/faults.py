@@ -14,10 +14,10 @@ from uuid import uuid4
 
 from contracts.base import StepFailed
 from contracts.envelope import Envelope
-from contracts.payments import PaymentAuthorized
 from messaging.codec import MAX_BODY_BYTES, Wire, encode
-from orchestrator.definition import builtin_definitions
+from participants.payments.contracts import PaymentAuthorized
 from tests.fault.harness import PARTICIPANTS, Fault, FaultRun
+from tests.support.sagas import payment_definition
 
 Action = Callable[[FaultRun], Awaitable[None]]
 
@@ -203,7 +203,7 @@ async def stale_replies(run: FaultRun) -> None:
     """
     t = run.topology
     for state in await run.sagas_in_flight():
-        waiting = state.waiting
+        waiting = state.waiting[0] if state.waiting else None
         if waiting is None:
             continue
         # older than current, or far beyond any retry: stale now and whatever happens next
@@ -213,6 +213,6 @@ async def stale_replies(run: FaultRun) -> None:
             phase=waiting.phase, effect_id=uuid4().hex, attempt=attempt,
         )  # fmt: skip
         body = StepFailed(reason="stale_injected", retriable=False)
-        sender = builtin_definitions()[0].step(waiting.step).participant  # signed as it: stale
+        sender = payment_definition().step(waiting.step).participant  # signed as it: stale
         await run.publish(run.keys.keyring(sender).sign(encode(envelope, body)), t.replies_queue)
         run.faults["stale_reply"] += 1

@@ -32,17 +32,17 @@ import redis.asyncio as aioredis
 from baton.processes import ProcessGroup
 from baton.runtime import wait_for_consumers
 from contracts.envelope import H_REASON, Envelope
-from contracts.payments import StartTransaction
 from contracts.topology import Topology
 from messaging.amqp import Broker
 from messaging.codec import Wire, encode
 from messaging.signing import KeySet
 from orchestrator.catalog import saga_id_for
-from orchestrator.definition import builtin_definitions
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.state import SagaState, SagaStatus
 from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
+from participants.payments.contracts import StartTransaction
 from tests.fault.services import RabbitNode, RedisServer
+from tests.support.sagas import payment_data
 
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 FAIL_POINTS: tuple[FailAt, ...] = ("authorize", "risk", "pci", "pci_merchant", "capture")
@@ -67,7 +67,7 @@ def fault_definition(path: Path, *, version: int, deadline_s: float, attempts: i
     Same name ``payment`` (so saga ids and the books see a payment), same trigger; JSON is
     YAML, so the file is written with ``json``.
     """
-    data = builtin_definitions()[0].model_dump(mode="json")
+    data = payment_data()
     data.update(version=version, deadline_s=deadline_s)
     for step in data["steps"]:
         step["action"]["timeout_s"] = 2.0

@@ -29,13 +29,13 @@ from typing import Any
 from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
-from contracts.payments import StartTransaction
-from contracts.registry import CONTRACTS
 from contracts.topology import Topology
 from messaging.codec import CONTENT_TYPE, MAX_BODY_BYTES, Wire
 from messaging.decoding import RawText
 from messaging.signing import SIGNED, KeySet
+from participants.payments.contracts import StartTransaction
 from tests.support import raw_amqp as raw
+from tests.support.sagas import payment_registry
 
 TAG = "x-fuzz-id"
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
@@ -308,7 +308,7 @@ class Fuzzer:
             )[:most]
         if choice == 3:
             return self.rng.choice([b"", b"application/json", b"[/]", b"\x1b[31m", b"a" * most])
-        return self.rng.choice(list(CONTRACTS)).encode()[:most]
+        return self.rng.choice(list(payment_registry())).encode()[:most]
 
     def value(self, depth: int) -> Any:
         """A header value of any AMQP type."""
@@ -337,7 +337,7 @@ class Fuzzer:
             lambda: rng.random() < 0.5,
             lambda: rng.choice((0, -1, 2**70, 1.5, 1e308)),
             lambda: self.short_string(30).decode("utf-8", "replace"),
-            lambda: rng.choice(list(CONTRACTS)),
+            lambda: rng.choice(list(payment_registry())),
         ]
         if depth > 0:
             makers.append(lambda: [self.json(depth - 1) for _ in range(self.n(4))])
@@ -398,7 +398,7 @@ def odd_deadline(f: Fuzzer, wire: Wire) -> Wire:
 
 
 def other_kind(f: Fuzzer, wire: Wire) -> Wire:
-    kind = f.rng.choice([*CONTRACTS, "", "x" * 255, "payments.unknown.v9"])
+    kind = f.rng.choice([*payment_registry(), "", "x" * 255, "payments.unknown.v9"])
     return Wire(wire.body, kind, wire.message_id, wire.correlation_id, wire.content_type,
                 wire.reply_to, wire.headers)  # fmt: skip
 

@@ -40,13 +40,12 @@ from messaging.health import consumer_alive
 from messaging.poison import POISON_AFTER
 from messaging.settings import Settings
 from messaging.signing import UNAUTHENTIC, KeySet
-from orchestrator.catalog import Catalog
-from orchestrator.definition import builtin_definitions
 from participants.payments import DemoWorld, run_participant, seed_demo_world
 from tests.fuzz.messages import PARTICIPANTS, TAG, Fuzz, Fuzzer
 from tests.integration.harness import Baton, eventually, running_baton
 from tests.support.rabbit_node import free_port
 from tests.support.raw_amqp import RawProperties
+from tests.support.sagas import catalog as catalog_of
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +127,7 @@ async def running_system(
         )
         for name in PARTICIPANTS
     ]
-    catalog = Catalog(builtin_definitions())
+    catalog = catalog_of()
     async with running_baton(broker, redis_client, settings, catalog, keys=keys) as baton:
         t = broker.topology
         await eventually(lambda: _consumed(broker, [t.command_queue(p) for p in PARTICIPANTS]),

@@ -27,13 +27,18 @@ from messaging.sealing import Sealer
 from messaging.settings import Settings
 from messaging.signing import ORCHESTRATOR, Keyring, KeySet
 from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import SagaDefinition, builtin_definitions, parse_definition
+from orchestrator.definition import SagaDefinition
+from orchestrator.definition_registry import DefinitionRegistry
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
 from orchestrator.sealed_fields import SealedFields, sensitive_fields
 from orchestrator.state import SagaState
+from participants.payments.contracts import payment_contracts
+from tests.support.sagas import catalog as catalog_of
+from tests.support.sagas import parse, payment_data
 
 T = TypeVar("T")
+TYPED = payment_contracts()
 
 
 def fast_payment(
@@ -43,7 +48,7 @@ def fast_payment(
     give_up_after_s: float = 0.0,
 ) -> SagaDefinition:
     """The payment saga with short timeouts and backoffs, so timeout tests run in seconds."""
-    data = builtin_definitions()[0].model_dump(mode="json")
+    data = payment_data()
     data["deadline_s"] = deadline_s
     for step in data["steps"]:
         for action in filter(None, (step["action"], step.get("compensation"))):
@@ -52,7 +57,7 @@ def fast_payment(
                 initial_backoff_s=0.05, max_backoff_s=0.2, give_up_after_s=give_up_after_s
             )
         step["action"]["retry"]["max_attempts"] = max_attempts
-    return parse_definition(data)
+    return parse(data)
 
 
 async def eventually(
@@ -116,13 +121,15 @@ async def running_baton(
     *,
     keys: KeySet,
     sealer: Sealer | None = None,
+    definitions: DefinitionRegistry | None = None,
 ) -> AsyncIterator[Baton]:
     """One orchestrator replica, in this process, until the block ends.
 
     It signs with the key in ``settings.signing``; starts are signed with ``keys``' ``cli``.
-    With ``sealer`` the store seals as a deployed one does (tests of data at rest).
+    With ``sealer`` the store seals as a deployed one does (tests of data at rest); with
+    ``definitions`` it registers its versions there as it starts, as a deployed one does.
     """
-    catalog = catalog or Catalog([fast_payment()])
+    catalog = catalog or catalog_of(fast_payment())
     store = RedisSagaStore(
         redis_client,
         namespace=settings.namespace,
@@ -136,6 +143,7 @@ async def running_baton(
         broker,
         keyring=Keyring.from_settings(settings.signing, role=ORCHESTRATOR),
         config=RunnerConfig(tick_interval_s=0.02, outbox_grace_s=0.5),
+        definitions=definitions,
     )
     baton = Baton(broker, store, orchestrator, settings, keys.keyring("cli"))
     channel = await broker.connection.channel()
@@ -192,7 +200,7 @@ class ScriptedParticipant:
             except ContractError as exc:
                 self.refused.append(exc.reason)
                 return
-            envelope, body = decode(wire)
+            envelope, body = decode(wire, TYPED)  # the participants' typed classes
             await self.inbox.put(Received(envelope, body))
 
         await self._broker.consume(self._broker.topology.command_queue(self.name), on_command)

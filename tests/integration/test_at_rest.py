@@ -24,7 +24,6 @@ from aio_pika.abc import AbstractIncomingMessage
 from baton import deadletters, operate
 from contracts import envelope as env
 from contracts.money import Money
-from contracts.payments import CheckCompliance, StartTransaction
 from messaging.amqp import Broker
 from messaging.codec import Wire
 from messaging.dead_marks import RedisDeadLetterMarks
@@ -33,6 +32,7 @@ from messaging.sealing import Sealer
 from messaging.settings import Settings
 from messaging.signing import KeySet
 from participants.payments import AccountSeed, Ledger, MerchantSeed, run_participant
+from participants.payments.contracts import CheckCompliance, StartTransaction
 from participants.payments.pci import COMPLIANT, PciService
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import eventually, running_baton

@@ -13,10 +13,10 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
-from contracts.payments import AuthorizePayment
 from contracts.topology import Topology
 from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode, encode
+from participants.payments.contracts import AuthorizePayment, payment_contracts
 from tests.integration.harness import eventually
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def test_publish_consume_and_dead_letter(broker: Broker) -> None:
 
     await broker.consume(t.command_queue("payment"), handler)
     message = await asyncio.wait_for(got.get(), 10)
-    decoded_env, decoded_body = decode(wire_of(message))
+    decoded_env, decoded_body = decode(wire_of(message), payment_contracts())
     assert decoded_env.saga_id == "s1"
     assert decoded_env.attempt == 1
     assert decoded_body == body

@@ -14,10 +14,10 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from baton import deadletters
 from contracts import envelope as env
-from contracts.payments import StartTransaction
 from messaging.amqp import Broker
 from messaging.codec import Wire
 from messaging.dead_marks import RedisDeadLetterMarks
+from participants.payments.contracts import StartTransaction
 from tests.integration.harness import eventually
 
 pytestmark = pytest.mark.integration

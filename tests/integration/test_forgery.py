@@ -22,7 +22,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from baton import deadletters
-from contracts import payments as p
 from contracts.base import Contract, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
@@ -30,10 +29,10 @@ from messaging.amqp import Broker
 from messaging.codec import Wire, encode
 from messaging.settings import Settings
 from messaging.signing import Keyring, KeySet, SigningKey
-from orchestrator.catalog import Catalog
 from orchestrator.engine import effect_id
 from orchestrator.state import SagaState, SagaStatus
 from participants.payments import DemoWorld, Ledger, run_participant, seed_demo_world
+from participants.payments import contracts as p
 from participants.payments.books import Books
 from tests.integration.harness import (
     Baton,
@@ -42,6 +41,7 @@ from tests.integration.harness import (
     fast_payment,
     running_baton,
 )
+from tests.support.sagas import catalog as catalog_of
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +80,8 @@ class System:
 
         async def sent() -> SagaState | None:
             state = await self.baton.store.load(saga_id)
-            waiting = state.waiting if state else None
-            return state if waiting and waiting.step == step and waiting.sent else None
+            waiting = next((w for w in state.waiting if w.step == step), None) if state else None
+            return state if waiting and waiting.sent else None
 
         return await eventually(sent, what=f"{saga_id} waiting at {step}")
 
@@ -109,7 +109,7 @@ async def system_without(
     """Everything running but ``held_down``, whose commands wait in its queue."""
     world = await seed_demo_world(redis_client, settings.namespace, accounts=4,
                                   balance_minor=10**6)  # fmt: skip
-    catalog = Catalog([fast_payment(timeout_s=60.0, deadline_s=300.0)])  # no retry meanwhile
+    catalog = catalog_of(fast_payment(timeout_s=60.0, deadline_s=300.0))  # no retry meanwhile
     async with running_baton(broker, redis_client, settings, catalog, keys=keys) as baton:
         system = System(baton, world, Ledger(redis_client, settings.namespace), keys, settings)
         for name in PARTICIPANTS:
@@ -170,10 +170,10 @@ async def replay_forged_replies(
     each is dead-lettered with its reason and that nothing changed."""
     step = STEP[sender]
     state = await system.waiting_at(saga_id, step)
-    assert state.waiting is not None
+    assert len(state.waiting) == 1
     envelope = Envelope(
         kind=body.KIND, saga_id=saga_id, saga="payment", step=step, phase="forward",
-        effect_id=effect_id(saga_id, step, "forward"), attempt=state.waiting.attempt,
+        effect_id=effect_id(saga_id, step, "forward"), attempt=state.waiting[0].attempt,
     )  # fmt: skip
     before = await system.untouched(saga_id)
     cases = forged_replies(system.keys, sender, envelope, body, genuine)
@@ -329,3 +329,47 @@ async def test_a_reply_signed_by_another_participant_is_dead_lettered_wrong_send
         assert (await risk.next()).envelope.saga_id == saga_id  # and the saga moved on
         assert (await baton.state(saga_id)).status is SagaStatus.RUNNING
         assert payment.refused == risk.refused == []  # every command came signed
+
+
+# -- a signed reply that does not say what it answers ---------------------------------------
+
+
+@pytest.mark.parametrize("header", ["x-baton-step", "x-baton-phase", "x-baton-attempt"])
+async def test_a_reply_missing_a_required_header_is_dead_lettered_not_dropped(
+    broker: Broker, redis_client: aioredis.Redis, settings: Settings, keys: KeySet, header: str
+) -> None:
+    async with running_baton(broker, redis_client, settings, keys=keys) as baton:
+        payment = await ScriptedParticipant(broker, "payment", keys).start()
+        saga_id = await baton.start(
+            p.StartTransaction(
+                idempotency_key=f"no-{header}", account_id="acct-1", merchant_id="m-1",
+                amount=Money(minor=100, currency="EUR"), card_token="tok_abcdef123456",
+            )
+        )  # fmt: skip
+        command = await payment.next()
+        before = await baton.state(saga_id)
+        answer = p.PaymentAuthorized(hold_id="hold-1")
+        wire = encode(command.envelope.reply(answer.KIND), answer)
+        headers = {k: v for k, v in wire.headers.items() if k != header}
+        t = broker.topology
+        await broker.publish(  # signed by the right participant: only the header is missing
+            payment.keyring.sign(replace(wire, headers=headers)),
+            exchange=t.replies_exchange, routing_key=t.replies_queue,
+        )  # fmt: skip
+
+        async def dead() -> bool:
+            return await baton.dead_letters(t.replies_queue) == 1
+
+        await eventually(dead, what="the reply dead-lettered")
+        (letter,) = await deadletters.peek(broker, t.dead_letter_queue(t.replies_queue), 5)
+        assert letter.reason == f"missing_header: {header}"
+        assert await baton.state(saga_id) == before  # nothing applied, nothing dropped silently
+        await payment.reply(command, answer)  # the well-formed answer still counts
+        await eventually(
+            lambda: _moved_on(baton, saga_id), what="the saga moved on after the good reply"
+        )
+
+
+async def _moved_on(baton: Any, saga_id: str) -> bool:
+    state = await baton.state(saga_id)
+    return state.steps["authorize_payment"].status.value == "succeeded"

@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from contracts import payments as p
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
@@ -22,6 +21,7 @@ from messaging.codec import encode
 from messaging.health import serving
 from messaging.settings import Settings
 from messaging.signing import KeySet
+from participants.payments import contracts as p
 from participants.payments import run_participant
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import Baton, eventually, running_baton

@@ -9,7 +9,10 @@ import redis.asyncio as aioredis
 
 from contracts.envelope import Phase
 from contracts.money import Money
-from contracts.payments import (
+from messaging.errors import StepRejected
+from participants.payments import DemoWorld, FailAt, seed_demo_world
+from participants.payments.authorization import AuthorizationService
+from participants.payments.contracts import (
     AssessRisk,
     AuthorizePayment,
     CaptureTransaction,
@@ -17,9 +20,6 @@ from contracts.payments import (
     ReleaseRiskExposure,
     RevokeAttestation,
 )
-from messaging.errors import StepRejected
-from participants.payments import DemoWorld, FailAt, seed_demo_world
-from participants.payments.authorization import AuthorizationService
 from participants.payments.ledger import Ledger
 from participants.payments.pci import COMPLIANT, PciKeys, PciService
 from participants.payments.risk import RiskService

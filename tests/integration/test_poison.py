@@ -22,7 +22,6 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
-from contracts.payments import AuthorizePayment
 from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, encode
 from messaging.decoding import RawText
@@ -31,6 +30,7 @@ from messaging.poison import POISON_AFTER
 from messaging.settings import ParticipantSettings, Settings
 from messaging.signing import KeySet
 from participants.payments import SERVICES, run_participant
+from participants.payments.contracts import AuthorizePayment
 from participants.sdk import Worker
 from tests.integration.harness import eventually, running_baton
 from tests.support import raw_amqp as raw

@@ -14,25 +14,25 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from contracts import payments as p
 from contracts.money import Money
 from messaging.amqp import Broker
 from messaging.errors import StepRejected
 from messaging.settings import ParticipantSettings, Settings
 from messaging.signing import KeySet
 from orchestrator.catalog import Catalog
-from orchestrator.definition import parse_definition
 from orchestrator.engine import effect_id
+from participants.payments import contracts as p
 from participants.sdk import Handlers, MessageContext, Worker
 from tests.integration.harness import ScriptedParticipant, fast_payment, running_baton
+from tests.support.sagas import catalog, parse
 
 pytestmark = pytest.mark.integration
 
 
 def busy_is_retriable() -> Catalog:
-    data = fast_payment().model_dump(mode="json")
+    data = fast_payment().model_dump(mode="json", by_alias=True)
     data["steps"][0]["action"]["retry"]["retriable_reasons"] = ["busy"]
-    return Catalog([parse_definition(data)])
+    return catalog(parse(data))
 
 
 @pytest.fixture

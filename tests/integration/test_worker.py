@@ -21,16 +21,6 @@ from contracts import envelope as env
 from contracts.base import Command, Contract, Reply, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
-from contracts.payments import (
-    AssessRisk,
-    AuthorizationVoided,
-    AuthorizePayment,
-    CaptureTransaction,
-    PaymentAuthorized,
-    RiskAssessed,
-    TransactionCaptured,
-    VoidAuthorization,
-)
 from contracts.topology import Topology
 from messaging.amqp import Broker, wire_of
 from messaging.codec import Wire, decode, encode
@@ -40,6 +30,17 @@ from messaging.signing import Keyring, KeySet, SigningKey
 from messaging.tracing import span_id, trace_id
 from participants.payments import SERVICES
 from participants.payments.authorization import AuthorizationService
+from participants.payments.contracts import (
+    AssessRisk,
+    AuthorizationVoided,
+    AuthorizePayment,
+    CaptureTransaction,
+    PaymentAuthorized,
+    RiskAssessed,
+    TransactionCaptured,
+    VoidAuthorization,
+    payment_contracts,
+)
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
 from participants.payments.pci import PciKeys
 from participants.sdk import (
@@ -76,7 +77,7 @@ async def replies(broker: Broker) -> asyncio.Queue[Received]:
     async def on_reply(message: AbstractIncomingMessage) -> None:
         wire = wire_of(message)
         assert ORCHESTRATOR.verify(wire) == wire.headers[env.H_SIGNER]  # signed by its sender
-        envelope, body = decode(wire)
+        envelope, body = decode(wire, payment_contracts())
         await message.ack()
         await got.put(Received(envelope, body))
 
@@ -435,7 +436,7 @@ class WatchedInbox(RedisInbox):
     """The real inbox, telling the test when a delivery found its subject busy."""
 
     def __init__(self, redis: aioredis.Redis, namespace: str, participant: str) -> None:
-        super().__init__(redis, namespace, participant, ttl_s=3600)
+        super().__init__(redis, namespace, participant, ttl_s=3600, contracts=payment_contracts())
         self.busy = asyncio.Event()
 
     async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
@@ -639,7 +640,7 @@ async def test_a_dead_holders_lease_is_taken_over_after_it_expires(
         calls.append(time.monotonic())
         return RiskAssessed(score=3)
 
-    inbox: Inbox = RedisInbox(redis_client, namespace, "risk", ttl_s=3600)
+    inbox: Inbox = RedisInbox(redis_client, namespace, "risk", ttl_s=3600, contracts=handlers)
     effect_id = "saga-1:assess_risk:forward"
     dead = await inbox.claim(effect_id, lease_s=1.0)  # a worker that died holding the effect
     died_at = time.monotonic()

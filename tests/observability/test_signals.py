@@ -34,14 +34,14 @@ from messaging.logs import MASK, configure_logging, redact
 from messaging.settings import ParticipantSettings, Settings
 from messaging.signing import KeySet
 from orchestrator import runner
-from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import builtin_definitions
+from orchestrator.catalog import saga_id_for
 from participants.payments import SERVICES, seed_demo_world
 from participants.sdk import PrometheusWorkerMetrics, Worker
 from participants.sdk import worker as worker_module
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import running_baton
 from tests.observability.stack import http_get
+from tests.support.sagas import catalog as catalog_of
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -234,7 +234,7 @@ async def test_a_saga_is_one_trace_with_canonical_lines_metrics_and_history(
     monkeypatch.setattr(runner, "log", structlog.get_logger("baton.orchestrator"))
     monkeypatch.setattr(worker_module, "log", structlog.get_logger(worker_module.__name__))
     world = await seed_demo_world(redis_client, namespace, accounts=2, balance_minor=10**6)
-    catalog = Catalog(builtin_definitions())
+    catalog = catalog_of()
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
     ) as logs:

@@ -22,8 +22,7 @@ from contracts.envelope import Envelope
 from messaging.amqp import Broker
 from messaging.codec import Wire
 from messaging.signing import ORCHESTRATOR, KeySet
-from orchestrator.catalog import Catalog
-from orchestrator.definition import builtin_definitions
+from orchestrator.definition_registry import DefinitionRegistry
 from orchestrator.keys import KeySpace
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
@@ -32,6 +31,7 @@ from participants.sdk.keys import InboxKeys
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import eventually
 from tests.security.conftest import Deployment, baton, depth
+from tests.support.sagas import catalog as catalog_of
 
 pytestmark = pytest.mark.integration
 
@@ -160,9 +160,11 @@ async def test_a_saga_completes_with_every_service_on_its_own_users(
     orchestrator_redis = aioredis.Redis.from_url(d.redis_url("orchestrator"))
     broker = await Broker.connect(d.amqp_url("orchestrator"), t)
     store = RedisSagaStore(orchestrator_redis, namespace=ns, shards=4, retention_s=3600)
+    registry = DefinitionRegistry(orchestrator_redis, KeySpace(ns, 4))  # registered as its user
     replica = Orchestrator(
-        Catalog(builtin_definitions()), store, broker,
+        catalog_of(), store, broker,
         keyring=keys.keyring(ORCHESTRATOR), config=RunnerConfig(tick_interval_s=0.02),
+        definitions=registry,
     )  # fmt: skip
     running = asyncio.create_task(replica.run(stop))
     caller = await Broker.connect(d.amqp_url("caller"), t)
@@ -171,6 +173,7 @@ async def test_a_saga_completes_with_every_service_on_its_own_users(
         envelope = Envelope(kind=body.KIND, saga_id="-", sent_at=int(time.time()))
         event = await operate.start_and_wait(caller, envelope, body, 30, keys.keyring("cli"))
         assert event["event"] == "completed", event
+        assert [r.key for r in await registry.all()] == [("payment", 1)]
     finally:
         stop.set()
         await asyncio.gather(running, *tasks)

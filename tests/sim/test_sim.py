@@ -14,7 +14,7 @@ import pytest
 
 from baton.sim import SeedResult, run_seed
 from baton.sim.report import run_seeds
-from orchestrator import engine
+from orchestrator.engine import draft, sending
 from participants.payments.ledger import Ledger
 from participants.sdk.inbox import Claim, ClaimStatus
 from participants.sdk.redis_inbox import RedisInbox
@@ -71,7 +71,9 @@ def test_catches_an_engine_that_forgets_effect_ids(monkeypatch: pytest.MonkeyPat
     """Planted: every send gets a fresh effect id, so a retried authorize holds twice and a
     void never finds the hold it should release."""
     fresh = itertools.count()
-    monkeypatch.setattr(engine, "effect_id", lambda *_, **__: f"planted{next(fresh):025d}")
+    planted = lambda *_, **__: f"planted{next(fresh):025d}"  # noqa: E731
+    for module in (draft, sending):  # where commands are built, and where timeouts find them
+        monkeypatch.setattr(module, "effect_id", planted)
     violations = _first_failure(range(10))
     assert any(money in v for v in violations for money in MONEY), violations
 

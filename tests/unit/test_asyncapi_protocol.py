@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from baton.asyncapi import PROTOCOL_DOC, PROTOCOL_VERSION, asyncapi
+from baton.asyncapi import PROTOCOL_DOC, PROTOCOL_VERSION
 from contracts.topology import Topology
-from orchestrator.catalog import Catalog
-from orchestrator.definition import builtin_definitions
+from tests.support.asyncapi import document
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_document_links_the_protocol_it_follows() -> None:
-    info = asyncapi(Catalog(builtin_definitions()), Topology())["info"]
+    info = document()["info"]
     assert PROTOCOL_DOC in info["description"]
     assert info["x-baton-protocol"] == {"version": PROTOCOL_VERSION, "document": PROTOCOL_DOC}
     text = (ROOT / PROTOCOL_DOC).read_text()

@@ -24,6 +24,9 @@ from messaging.codec import Wire, decode
 from messaging.decoding import RawText, Undecoded, safe_headers, tolerate_undecodable
 from messaging.errors import ContractError
 from tests.support import raw_amqp as raw
+from tests.support.sagas import payment_registry
+
+CONTRACTS = payment_registry()
 
 BAD = b"payments.start.v1\xff\xfe"
 
@@ -60,7 +63,7 @@ def test_a_short_string_that_is_not_utf8_decodes_and_is_refused(prop: str, attri
     carried = getattr(wire, "kind" if attribute == "type" else attribute, None)
     assert carried is None or type(carried) is str
     with pytest.raises(ContractError) as refused:
-        decode(wire)
+        decode(wire, CONTRACTS)
     assert refused.value.reason == "undecodable_property"
     assert f"property {attribute}" in str(refused.value)
 
@@ -76,7 +79,7 @@ def test_a_header_name_or_value_that_is_not_utf8_is_refused_as_a_header() -> Non
                   (env.H_SAGA_ID.encode(), b"S" + raw.longstr(b"s1\xff"))]:  # fmt: skip
         wire = wire_of(with_headers(entry))
         with pytest.raises(ContractError) as refused:
-            decode(wire)
+            decode(wire, CONTRACTS)
         assert refused.value.reason == "undecodable_header"
         encode.field_table(dict(wire.headers))  # the copy re-encodes
 
@@ -115,7 +118,7 @@ def test_every_amqp_type_in_a_baton_header_is_refused_or_read_never_crashes() ->
             encode.field_table(headers)  # always re-encodable
             wire = Wire(b"{}", kind="payments.start.v1", headers=headers, undecodable=())
             with contextlib.suppress(ContractError):
-                decode(wire, require_saga=False)
+                decode(wire, CONTRACTS, require_saga=False)
 
 
 def test_an_unknown_pamqp_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,4 +166,4 @@ def test_any_properties_and_headers_decode_to_a_wire_decode_refuses_or_reads(
         if text is not None:
             encode.short_string(text)
     with contextlib.suppress(ContractError):
-        decode(wire)
+        decode(wire, CONTRACTS)

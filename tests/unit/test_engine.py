@@ -10,13 +10,7 @@ import pytest
 from contracts.base import StepFailed
 from contracts.envelope import Phase
 from contracts.money import Money
-from contracts.payments import StartTransaction
-from orchestrator.definition import (
-    RetryPolicy,
-    SagaDefinition,
-    builtin_definitions,
-    parse_definition,
-)
+from orchestrator.definition import RetryPolicy, SagaDefinition
 from orchestrator.effects import (
     Decision,
     EmitEvent,
@@ -26,10 +20,18 @@ from orchestrator.effects import (
     SendCommand,
     Tick,
 )
-from orchestrator.engine import command_message_id, decide, effect_id, start, timed_out_command
-from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus
+from orchestrator.engine import command_message_id, decide, effect_id, start, timed_out_commands
+from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
+from participants.payments.contracts import StartTransaction
+from tests.support.sagas import parse, payment_definition
 
-PAYMENT = next(d for d in builtin_definitions() if d.name == "payment")
+
+def only(state: SagaState) -> Waiting | None:
+    """What a saga of a sequential definition waits for (never more than one thing)."""
+    assert len(state.waiting) <= 1
+    return state.waiting[0] if state.waiting else None
+
+PAYMENT = payment_definition()
 AUTHORIZE, RISK, PCI, CAPTURE = (
     "authorize_payment",
     "assess_risk",
@@ -51,7 +53,7 @@ REPLY_BODIES: dict[str, dict[str, Any]] = {
 }
 
 # A small definition with a retriable step after the pivot and a tight compensation budget.
-NOTIFY = parse_definition(
+NOTIFY = parse(
     {
         "name": "capture_then_release",
         "version": 1,
@@ -188,9 +190,9 @@ class Saga:
 
     def fail_forever(self, technical: bool = True) -> Decision:
         """Fail (or time out) the awaited command, and fire its retries, until it is given up."""
-        assert self.state.waiting is not None
-        awaited = (self.state.waiting.step, self.state.waiting.phase)
-        while (waiting := self.state.waiting) and (waiting.step, waiting.phase) == awaited:
+        assert only(self.state) is not None
+        awaited = (only(self.state).step, only(self.state).phase)
+        while (waiting := only(self.state)) and (waiting.step, waiting.phase) == awaited:
             if waiting.sent and technical:
                 self.feed(failure(self.sent(), retriable=True, reason="db_down"), self.now + 0.01)
             else:
@@ -347,7 +349,7 @@ def test_technical_failure_schedules_a_retry_that_resends_with_the_same_effect_i
     decision = saga.answer(failure(first, retriable=True, reason="db_down"))
 
     assert sends(decision) == []
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert waiting is not None
     assert (waiting.step, waiting.attempt, waiting.sent) == (RISK, 2, False)
     assert waiting.due > saga.now
@@ -382,7 +384,7 @@ def test_a_timeout_counts_as_a_failed_attempt() -> None:
     saga = Saga()
     first = saga.sent()
     decision = saga.tick(first.deadline)
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert sends(decision) == []
     assert waiting is not None
     assert (waiting.step, waiting.attempt, waiting.sent) == (AUTHORIZE, 2, False)
@@ -411,7 +413,7 @@ def test_a_late_reply_for_the_current_pivot_attempt_completes_the_saga() -> None
     saga.reply_ok_until(CAPTURE)
     for _ in range(8):
         saga.tick()
-    if not saga.state.waiting or not saga.state.waiting.sent:
+    if not only(saga.state) or not only(saga.state).sent:
         saga.tick()
     current = saga.sent()
     saga.feed(ok(PAYMENT, current), current.deadline - 0.001)
@@ -425,7 +427,7 @@ def test_pivot_technical_failures_after_a_lost_reply_never_compensate() -> None:
     saga.reply_ok_until(CAPTURE)
     saga.tick()  # attempt 1 timed out: the capture may have happened
     for _ in range(10):  # more technical failures than capture's max_attempts
-        if not saga.state.waiting or not saga.state.waiting.sent:
+        if not only(saga.state) or not only(saga.state).sent:
             saga.tick()
         saga.answer(failure(saga.sent(), retriable=True, reason="db_down"))
     assert saga.state.status is SagaStatus.RUNNING
@@ -440,7 +442,7 @@ def test_a_reply_of_an_unexpected_kind_counts_as_a_technical_failure() -> None:
         AUTHORIZE, "forward", 1, "payments.risk_assessed.v1", {"score": 1}, sender="payment"
     )
     saga.answer(odd)
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert waiting is not None
     assert (waiting.attempt, waiting.sent) == (2, False)
     assert saga.state.steps[AUTHORIZE].output == {}
@@ -471,7 +473,7 @@ def test_a_reply_for_a_step_the_definition_lacks_is_wrong_sender() -> None:
 def test_a_business_reason_listed_as_retriable_is_retried() -> None:
     saga = Saga(NOTIFY)
     saga.answer(failure(saga.sent(), retriable=False, reason="busy"))
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert waiting is not None
     assert (waiting.step, waiting.attempt, waiting.sent) == (AUTHORIZE, 2, False)
 
@@ -516,8 +518,8 @@ def test_a_reply_for_an_earlier_attempt_is_stale() -> None:
     saga.answer(failure(first, retriable=True))
     saga.tick()
     assert_ignored(saga, ok(PAYMENT, first), "stale_attempt")
-    assert saga.state.waiting is not None
-    assert saga.state.waiting.attempt == 2
+    assert only(saga.state) is not None
+    assert only(saga.state).attempt == 2
 
 
 def test_a_reply_while_a_retry_is_scheduled_is_not_awaited() -> None:
@@ -590,7 +592,7 @@ def test_a_refused_compensation_is_retried_not_accepted() -> None:
     saga.answer(failure(saga.reply_ok_until(RISK), retriable=False))
     first = saga.sent()
     saga.answer(failure(first, retriable=False, reason="not_now"))
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert waiting is not None
     assert (waiting.step, waiting.phase, waiting.attempt) == (AUTHORIZE, "compensate", 2)
     again = sends(saga.tick())[0]
@@ -621,7 +623,7 @@ def test_operator_retry_gives_the_failed_compensation_a_fresh_budget() -> None:
     resent = saga.sent()
     saga.answer(failure(resent, retriable=True))
     assert saga.state.status is SagaStatus.COMPENSATING
-    waiting = saga.state.waiting
+    waiting = only(saga.state)
     assert waiting is not None
     assert (waiting.step, waiting.attempt, waiting.sent) == (PCI, resent.attempt + 1, False)
 
@@ -730,8 +732,8 @@ def test_wake_at_is_set_while_waiting_and_none_when_finished() -> None:
     saga = Saga()
     assert saga.state.wake_at == min(saga.sent().deadline, T0 + 120)
     saga.answer(failure(saga.sent(), retriable=True))
-    assert saga.state.waiting is not None
-    assert saga.state.wake_at == saga.state.waiting.due
+    assert only(saga.state) is not None
+    assert saga.state.wake_at == only(saga.state).due
     saga.tick()
     saga.reply_ok_until(CAPTURE)
     assert saga.state.wake_at == saga.sent().deadline
@@ -787,9 +789,9 @@ def test_retry_backoff_grows_and_is_capped_within_its_jitter() -> None:
 def test_scheduled_retries_back_off_within_jitter_bounds() -> None:
     saga = a_failed_saga()
     waits = [
-        d.state.waiting.due - d.state.updated_at
+        only(d.state).due - d.state.updated_at
         for d in saga.decisions
-        if d.ignored is None and d.state.waiting and not d.state.waiting.sent
+        if d.ignored is None and only(d.state) and not only(d.state).sent
     ]
     assert len(waits) >= 19  # one before each attempt after the first
     for attempt, wait in enumerate(waits, start=2):
@@ -804,15 +806,15 @@ def test_jitter_spreads_the_retries_of_different_sagas() -> None:
     for n in range(5):
         saga = Saga(saga_id=f"saga-{n}")
         saga.answer(failure(saga.sent(), retriable=True))
-        assert saga.state.waiting is not None
-        dues.add(saga.state.waiting.due)
+        assert only(saga.state) is not None
+        dues.add(only(saga.state).due)
     assert len(dues) == 5
 
 
 # -- one outcome per effect id, budgets in time (issue 9) -----------------------------------
 
 
-RETRY_DECLINED = parse_definition(
+RETRY_DECLINED = parse(
     {
         **PAYMENT.model_dump(mode="json", exclude={"steps"}),
         "steps": [
@@ -850,14 +852,15 @@ def test_a_step_keeps_retrying_until_its_time_budget_is_spent_too() -> None:
 def test_a_timeout_of_a_command_that_never_left_the_outbox_costs_no_attempt() -> None:
     saga = Saga()
     first = saga.sent()
-    decision = saga.feed(Tick(unpublished=True), first.deadline)
-    waiting = saga.state.waiting
+    unpublished = frozenset({command_message_id(first.effect_id, 1)})
+    decision = saga.feed(Tick(unpublished=unpublished), first.deadline)
+    waiting = only(saga.state)
     assert sends(decision) == []
     assert waiting is not None
     assert (waiting.attempt, waiting.sent) == (1, True)  # still waiting for attempt 1
     assert waiting.due == first.deadline + PAYMENT.step(AUTHORIZE).action.timeout_s
-    assert timed_out_command(saga.state, saga.now) is None  # not due again yet
-    assert timed_out_command(saga.state, waiting.due) == command_message_id(first.effect_id, 1)
+    assert timed_out_commands(saga.state, saga.now) == ()  # not due again yet
+    assert timed_out_commands(saga.state, waiting.due) == (command_message_id(first.effect_id, 1),)
 
 
 def test_a_retriable_refusal_is_final_for_its_effect_and_the_retry_is_a_new_effect() -> None:
@@ -881,7 +884,7 @@ def test_a_retriable_refusal_is_final_for_its_effect_and_the_retry_is_a_new_effe
 def test_a_step_given_up_after_a_final_refusal_is_not_compensated() -> None:
     saga = Saga(RETRY_DECLINED)
     while saga.state.status is SagaStatus.RUNNING:
-        waiting = saga.state.waiting
+        waiting = only(saga.state)
         assert waiting is not None
         if waiting.sent:
             saga.answer(failure(saga.sent(), retriable=False, reason="busy"))

@@ -26,8 +26,14 @@ from orchestrator.effects import (
     Tick,
 )
 from orchestrator.engine import decide, effect_id, start
-from orchestrator.state import SagaState, SagaStatus, StepStatus
+from orchestrator.state import SagaState, SagaStatus, StepStatus, Waiting
 from tests.unit.test_engine import NOTIFY, PAYMENT, REPLY_BODIES, T0, a_start
+
+
+def only(state: SagaState) -> Waiting | None:
+    """What a saga of a sequential definition waits for (never more than one thing)."""
+    assert len(state.waiting) <= 1
+    return state.waiting[0] if state.waiting else None
 
 Verdict = Literal["ok", "refuse", "tech"]
 SAGA_ID = "saga-p"
@@ -245,11 +251,11 @@ class Checker:
         # wake_at: set whenever the saga waits for something, None when it is finished
         if after.status in FINISHED:
             assert after.wake_at is None
-            assert after.waiting is None
+            assert only(after) is None
         else:
-            assert after.waiting is not None
+            assert only(after) is not None
             assert after.wake_at is not None
-            assert after.wake_at <= after.waiting.due
+            assert after.wake_at <= only(after).due
         if after.status is SagaStatus.COMPLETED:  # (3)
             assert all(r.status is StepStatus.SUCCEEDED for r in after.steps.values())
             assert self.undo_order == []
@@ -258,12 +264,12 @@ class Checker:
             assert pivot.status is not StepStatus.UNKNOWN
             if self.pivot_sent and after.status is SagaStatus.COMPENSATED:
                 assert pivot.status is StepStatus.REJECTED
-        if before is not None and before.waiting and after.waiting:  # (6) in the state too
-            same = (before.waiting.step, before.waiting.phase) == (
-                after.waiting.step,
-                after.waiting.phase,
+        if before is not None and only(before) and only(after):  # (6) in the state too
+            same = (only(before).step, only(before).phase) == (
+                only(after).step,
+                only(after).phase,
             )
-            assert not same or after.waiting.attempt >= before.waiting.attempt
+            assert not same or only(after).attempt >= only(before).attempt
 
 
 # -- driving the engine -------------------------------------------------------------------

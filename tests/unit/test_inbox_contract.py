@@ -9,7 +9,11 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from contracts.base import StepFailed
-from contracts.payments import AuthorizationVoided, PaymentAuthorized
+from participants.payments.contracts import (
+    AuthorizationVoided,
+    PaymentAuthorized,
+    payment_contracts,
+)
 from participants.sdk import Claim, ClaimStatus, Inbox, InboxKeys, MemoryInbox, RedisInbox, held
 
 LEASE_S = 5.0
@@ -24,7 +28,7 @@ def inbox(request: pytest.FixtureRequest, namespace: str) -> Inbox:
     if request.param == "memory":
         return MemoryInbox(ttl_s=TTL_S)
     client: aioredis.Redis = request.getfixturevalue("redis_client")  # cleans up the namespace
-    return RedisInbox(client, namespace, "payment", ttl_s=TTL_S)
+    return RedisInbox(client, namespace, "payment", ttl_s=TTL_S, contracts=payment_contracts())
 
 
 async def claimed_when_free(inbox: Inbox, effect_id: str, timeout_s: float = 5.0) -> Claim:
@@ -157,7 +161,9 @@ async def test_held_waits_while_busy_and_gives_up_after_the_lease_time(inbox: In
 async def test_redis_keys_share_one_slot_and_expire(
     redis_client: aioredis.Redis, namespace: str
 ) -> None:
-    inbox = RedisInbox(redis_client, namespace, "payment", ttl_s=TTL_S)
+    inbox = RedisInbox(
+        redis_client, namespace, "payment", ttl_s=TTL_S, contracts=payment_contracts()
+    )
     undo = await inbox.claim(UNDO, compensates=FORWARD, lease_s=LEASE_S)
     await inbox.record(undo, VOIDED, bury=True)
     keys = InboxKeys(namespace, "payment")

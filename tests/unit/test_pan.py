@@ -12,7 +12,7 @@ from baton.cli import main
 from contracts.base import StepFailed
 from contracts.money import Money
 from contracts.pan import MASK, contains_pan, luhn_valid, mask_pans
-from contracts.payments import CheckCompliance, PaymentAuthorized, StartTransaction
+from participants.payments.contracts import CheckCompliance, PaymentAuthorized, StartTransaction
 
 VISA, AMEX, MASTERCARD = "4111111111111111", "378282246310005", "5555555555554444"
 

@@ -15,16 +15,17 @@ import participants.sdk
 from contracts.base import Reply, StepFailed
 from contracts.envelope import H_KEY_ID, H_SIGNATURE, H_SIGNER, Envelope, Phase
 from contracts.money import Money
-from contracts.payments import (
-    AssessRisk,
-    ReleaseRiskExposure,
-    RiskAssessed,
-    RiskExposureReleased,
-)
 from messaging.codec import Wire, encode
 from messaging.errors import StepRejected, TransientError
 from messaging.settings import ParticipantSettings
 from messaging.signing import KeySet
+from participants.payments.contracts import (
+    AssessRisk,
+    ReleaseRiskExposure,
+    RiskAssessed,
+    RiskExposureReleased,
+    payment_contracts,
+)
 from participants.sdk import (
     Chaos,
     Claim,
@@ -178,7 +179,7 @@ def responder(
     clock: Callable[[], float] = lambda: 1_000.0,
     **settings: Any,
 ) -> Responder:
-    handlers = Handlers()
+    handlers = Handlers(payment_contracts())  # as the risk service: knows every payment kind
     handlers.register(AssessRisk, assess)
     if release is not None:
         handlers.register(ReleaseRiskExposure, release)

@@ -16,7 +16,6 @@ from baton.cli import main
 from contracts import envelope as env
 from contracts.events import SagaEvent
 from contracts.money import Money
-from contracts.payments import StartTransaction
 from contracts.topology import Topology
 from messaging.codec import MAX_BODY_BYTES, Wire
 from messaging.errors import ContractError, SigningKeyError
@@ -33,10 +32,11 @@ from messaging.signing import (
     render,
     signed_bytes,
 )
-from orchestrator.definition import builtin_definitions
 from orchestrator.effects import Decision, EmitEvent, SendCommand
 from orchestrator.engine import start
 from orchestrator.outbox import OutboxEntry, outbox_entries
+from participants.payments.contracts import StartTransaction
+from tests.support.sagas import payment_definition
 
 PROTOCOL = Path(__file__).parents[2] / "docs" / "protocol.md"
 KEYS = KeySet.generate(["orchestrator", "payment", "risk", "cli"])
@@ -370,7 +370,7 @@ def test_outbox_entries_are_signed_and_stay_valid_when_stored() -> None:
         idempotency_key="k-1", account_id="acct-1", merchant_id="m-1",
         amount=Money(minor=1250, currency="EUR"), card_token="tok_abcdef123456",
     )  # fmt: skip
-    first = start(builtin_definitions()[0], "saga-1", payment, 1712345678.1234567,
+    first = start(payment_definition(), "saga-1", payment, 1712345678.1234567,
                   reply_to="amq.gen-1")  # fmt: skip
     event = SagaEvent(saga_id="saga-1", saga="payment", event="completed", status="completed")
     effects = (*first.effects, EmitEvent(event, final=True))

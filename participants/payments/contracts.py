@@ -1,4 +1,10 @@
-"""The card payment saga: authorize -> assess risk -> check PCI -> capture (pivot)."""
+"""The payment participants' typed view of the card payment saga's messages.
+
+The contracts themselves are data: ``sagas/payment/contracts/payments.yaml``, compiled when
+the package loads. These classes are what the Python participants (and tools such as
+``baton start``) write code against; ``tests/unit/test_payment_contracts.py`` holds each one
+equal to its compiled model (schema, SENSITIVE, PAN checks), so the two cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from contracts.base import Command, Reply, Start
+from contracts.base import Command, Contract, Reply, Start
 from contracts.money import Money
 from contracts.pan import FreeText, refuse_pan_anywhere
+from contracts.registry import ContractRegistry
 
 AccountId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MerchantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -126,3 +133,28 @@ class CaptureTransaction(Command):
 class TransactionCaptured(Reply):
     KIND: ClassVar[str] = "payments.transaction_captured.v1"
     capture_id: IssuedId
+
+
+MODELS: tuple[type[Contract], ...] = (
+    StartTransaction,
+    AuthorizePayment,
+    PaymentAuthorized,
+    VoidAuthorization,
+    AuthorizationVoided,
+    AssessRisk,
+    RiskAssessed,
+    ReleaseRiskExposure,
+    RiskExposureReleased,
+    CheckCompliance,
+    ComplianceApproved,
+    RevokeAttestation,
+    AttestationRevoked,
+    CaptureTransaction,
+    TransactionCaptured,
+)
+
+
+def payment_contracts() -> ContractRegistry:
+    """Every payment message as these classes: what the participants decode with, so a
+    command meant for another of them is refused as ``no_handler``, not ``unknown_type``."""
+    return ContractRegistry(MODELS)
