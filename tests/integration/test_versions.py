@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,22 +32,13 @@ from orchestrator.runner import Orchestrator
 from orchestrator.state import SagaStatus, StepStatus
 from participants.payments import DemoWorld, run_participant, seed_demo_world
 from tests.integration.harness import Baton, eventually, running_baton
+from tests.support.cli import Result
 from tests.support.sagas import catalog as catalog_of
 from tests.support.sagas import parse, payment_data, payment_definition
 from tests.support.versions import V1_DEADLINE_S, V2_DEADLINE_S, payment_package
 
 pytestmark = pytest.mark.integration
 IN_FLIGHT_NONE = {"running": 0, "compensating": 0, "failed": 0}
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out.strip().splitlines()[-1])
 
 
 async def cli(
