@@ -67,6 +67,33 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank]
 
 
+@dataclass
+class _Tally:
+    """What ``drive`` keeps: the window of sagas in flight, when each was sent, the outcomes."""
+
+    progress: Progress
+    window: asyncio.Semaphore
+    sent_at: dict[str, float] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    all_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_reply(self, message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        event: dict[str, Any] = json.loads(message.body)
+        key = event["saga_id"]
+        if key not in self.sent_at:
+            return  # another driver's saga, or a repeated final event: counted once
+        latency = time.perf_counter() - self.sent_at.pop(key)
+        self.outcomes.append(
+            Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency)
+        )
+        progress = self.progress
+        progress.outcomes[event["event"]] = progress.outcomes.get(event["event"], 0) + 1
+        self.window.release()
+        if progress.done == progress.total:
+            self.all_done.set()
+
+
 async def drive(
     broker: Broker,
     starts: Sequence[Start],
@@ -79,54 +106,42 @@ async def drive(
 ) -> tuple[list[Outcome], Progress]:
     """Publish ``starts`` signed with ``keyring`` (an upstream's, e.g. ``cli``),
     ``concurrency`` at a time; return the outcomes seen in ``timeout_s``."""
-    progress = Progress(total=len(starts))
-    window = asyncio.Semaphore(concurrency)
-    sent_at: dict[str, float] = {}
-    outcomes: list[Outcome] = []
-    all_done = asyncio.Event()
+    tally = _Tally(Progress(total=len(starts)), asyncio.Semaphore(concurrency))
     channel = await broker.connection.channel()
     queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
     topology = broker.topology
     for final in FINAL_EVENTS:
         await queue.bind(topology.events_exchange, topology.event_routing_key(saga, final))
-
-    async def on_reply(message: AbstractIncomingMessage) -> None:
-        await message.ack()
-        event: dict[str, Any] = json.loads(message.body)
-        key = event["saga_id"]
-        if key not in sent_at:
-            return  # another driver's saga, or a repeated final event: counted once
-        latency = time.perf_counter() - sent_at.pop(key)
-        outcomes.append(
-            Outcome(key, event["event"], event.get("failed_step"), event.get("reason"), latency)
-        )
-        progress.outcomes[event["event"]] = progress.outcomes.get(event["event"], 0) + 1
-        window.release()
-        if progress.done == progress.total:
-            all_done.set()
-
-    await queue.consume(on_reply, no_ack=False)
+    await queue.consume(tally.on_reply, no_ack=False)
     try:
         async with asyncio.timeout(timeout_s):
-            for body in starts:
-                saga_id = saga_id_for(saga, body.idempotency_key)
-                await window.acquire()
-                envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
-                sent_at[saga_id] = time.perf_counter()
-                await broker.publish(
-                    keyring.sign(encode(envelope, body)), exchange="",
-                    routing_key=broker.topology.start_queue,
-                )  # fmt: skip
-                progress.sent += 1
-                if on_progress:
-                    on_progress(progress)
-            while not all_done.is_set() and starts:
+            await _publish(broker, starts, tally, on_progress, saga, keyring)
+            while not tally.all_done.is_set() and starts:
                 with suppress(TimeoutError):  # wake twice a second to show progress
-                    await asyncio.wait_for(all_done.wait(), 0.5)
+                    await asyncio.wait_for(tally.all_done.wait(), 0.5)
                 if on_progress:
-                    on_progress(progress)
+                    on_progress(tally.progress)
     except TimeoutError:
         pass  # the caller reports what did not finish
     finally:
         await channel.close()
-    return outcomes, progress
+    return tally.outcomes, tally.progress
+
+
+async def _publish(
+    broker: Broker, starts: Sequence[Start], tally: _Tally,
+    on_progress: Callable[[Progress], None] | None, saga: str, keyring: Keyring,
+) -> None:  # fmt: skip
+    """Publish each start once the window has room for it."""
+    for body in starts:
+        saga_id = saga_id_for(saga, body.idempotency_key)
+        await tally.window.acquire()
+        envelope = Envelope(kind=body.KIND, saga_id="-", traceparent=new_traceparent())
+        tally.sent_at[saga_id] = time.perf_counter()
+        await broker.publish(
+            keyring.sign(encode(envelope, body)), exchange="",
+            routing_key=broker.topology.start_queue,
+        )  # fmt: skip
+        tally.progress.sent += 1
+        if on_progress:
+            on_progress(tally.progress)

@@ -25,11 +25,15 @@ from aio_pika.abc import (
 from contracts import envelope as env
 from contracts.pan import mask_pans
 from contracts.topology import Topology
+from messaging.amqp_wire import dead_letter_context, properties_of, wire_of
 from messaging.coalesce import coalesce_frame_writes
 from messaging.codec import Wire
 from messaging.dead_marks import DeadLetterMarks
-from messaging.decoding import safe_headers, safe_property, tolerate_undecodable
+from messaging.decoding import tolerate_undecodable
 from messaging.sealing import Sealer
+
+__all__ = ["DECLARE_HINT", "NOT_FOUND", "REQUEUE_DELAY_S", "Broker", "Handler"]
+__all__ += ["dead_letter_context", "wire_of"]  # from messaging.amqp_wire, importable here too
 
 log = structlog.get_logger(__name__)
 
@@ -41,50 +45,6 @@ DECLARE_HINT = (
     " (or load deploy/rabbitmq/definitions.json)"
 )
 REQUEUE_DELAY_S = 0.5  # before a message that could not be dead-lettered goes back
-
-
-def dead_letter_context(queue: str) -> str:
-    """What a sealed dead-letter body is bound to: the queue it was taken from."""
-    return f"dead-letter:{queue}"
-
-
-# Properties Baton does not carry, checked all the same: they are as poisonous when not text.
-_UNCARRIED_PROPERTIES = ("content_encoding", "user_id", "app_id", "cluster_id")
-
-
-def wire_of(message: AbstractIncomingMessage) -> Wire:
-    """The library-free view of an incoming message, safe whatever bytes it carried.
-
-    Every property and header comes out as a value any reader can take and any publisher
-    re-encode; where the message held bytes that were not text is listed in ``undecodable``
-    (``codec.decode`` refuses such a message, so it is dead-lettered with the reason).
-    The body is not copied.
-    """
-    problems: list[str] = []
-    for name in _UNCARRIED_PROPERTIES:
-        safe_property(getattr(message, name, None), name, problems)
-    return Wire(
-        body=message.body,
-        kind=safe_property(message.type, "type", problems),
-        message_id=safe_property(message.message_id, "message_id", problems),
-        correlation_id=safe_property(message.correlation_id, "correlation_id", problems),
-        content_type=safe_property(message.content_type, "content_type", problems),
-        reply_to=safe_property(message.reply_to, "reply_to", problems),
-        headers=safe_headers(message.headers, problems),
-        undecodable=tuple(problems),
-    )
-
-
-def _properties(wire: Wire) -> aiormq.spec.Basic.Properties:
-    return aiormq.spec.Basic.Properties(
-        headers=dict(wire.headers),
-        content_type=wire.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
-        message_id=wire.message_id,
-        correlation_id=wire.correlation_id,
-        reply_to=wire.reply_to,
-        message_type=wire.kind,
-    )
 
 
 async def _requeue(message: AbstractIncomingMessage) -> None:
@@ -301,7 +261,7 @@ class Broker:
             wire.body,
             exchange=exchange,
             routing_key=routing_key,
-            properties=_properties(wire),
+            properties=properties_of(wire),
             wait=False,
         )
 

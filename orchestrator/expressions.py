@@ -21,13 +21,14 @@ Grammar::
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
+
+from orchestrator.expression_values import COMPARE, truthy
 
 __all__ = ["MAX_DEPTH", "MAX_ITEMS", "MAX_LENGTH", "ROOTS", "Condition", "ExpressionError"]
 __all__ += ["check_path", "parse", "resolve"]
@@ -84,104 +85,6 @@ def _check_field(path: str, rest: list[str], fields: AbstractSet[str], owner: st
     return None
 
 
-# -- values: total semantics ---------------------------------------------------------------
-
-
-def _kind(value: Any) -> str:
-    """The type a comparison sees: bool is not a number, tuple and list are both lists."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float | Decimal):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, list | tuple):
-        return "list"
-    return "map" if isinstance(value, Mapping) else "other"
-
-
-def _numbers(a: Any, b: Any) -> tuple[Any, Any]:
-    """A float beside a Decimal literal is read as its shortest decimal text (what the JSON
-    said), so `input.rate == 0.1` holds for a reply carrying 0.1."""
-    if isinstance(a, Decimal) and isinstance(b, float):
-        return a, Decimal(repr(b))
-    if isinstance(a, float) and isinstance(b, Decimal):
-        return Decimal(repr(a)), b
-    return a, b
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(operator.eq(*_numbers(a, b)))
-    except Exception:  # a signalling Decimal NaN, or a foreign object's __eq__
-        return False
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Deep equality with the kinds above, iterative and safe on self-referencing values."""
-    pending: list[tuple[Any, Any]] = [(a, b)]
-    seen: set[tuple[int, int]] = set()
-    while pending:
-        x, y = pending.pop()
-        kind = _kind(x)
-        if kind != _kind(y):
-            return False
-        if kind in ("list", "map"):
-            if (id(x), id(y)) in seen:
-                continue
-            seen.add((id(x), id(y)))
-            if len(x) != len(y) or (kind == "map" and x.keys() != y.keys()):
-                return False
-            if kind == "map":
-                pending.extend((x[key], y[key]) for key in x)
-            else:
-                pending.extend(zip(x, y, strict=True))
-        elif not _same(x, y):
-            return False
-    return True
-
-
-def _ordering(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], bool]:
-    def ordered(a: Any, b: Any) -> bool:
-        kind = _kind(a)
-        if kind != _kind(b) or kind not in ("number", "str"):
-            return False
-        try:
-            return bool(compare(*_numbers(a, b)))
-        except ArithmeticError:  # a Decimal NaN refuses ordering
-            return False
-
-    return ordered
-
-
-def _contains(item: Any, container: Any) -> bool:
-    kind = _kind(container)
-    if kind == "list":
-        return any(_equal(item, element) for element in container)
-    return kind == "str" and isinstance(item, str) and item in container
-
-
-def _truthy(value: Any) -> bool:
-    try:
-        return bool(value)
-    except Exception:  # a foreign object's __bool__
-        return False
-
-
-_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
-    "==": _equal,
-    "!=": lambda a, b: not _equal(a, b),
-    "<": _ordering(operator.lt),
-    "<=": _ordering(operator.le),
-    ">": _ordering(operator.gt),
-    ">=": _ordering(operator.ge),
-    "in": _contains,
-    "not in": lambda a, b: not _contains(a, b),
-}
-
-
 # -- the tree --------------------------------------------------------------------------------
 
 
@@ -197,7 +100,7 @@ class _Path:
 
 @dataclass(frozen=True)
 class _Op:
-    op: str  # "and", "or", "not" or a key of _COMPARE
+    op: str  # "and", "or", "not" or a key of COMPARE
     operands: tuple[_Node, ...]
 
 
@@ -214,12 +117,12 @@ def _value(node: _Node, context: Mapping[str, Any]) -> Any:
         return found
     results = (_value(operand, context) for operand in node.operands)
     if node.op == "and":
-        return all(_truthy(result) for result in results)
+        return all(truthy(result) for result in results)
     if node.op == "or":
-        return any(_truthy(result) for result in results)
+        return any(truthy(result) for result in results)
     if node.op == "not":
-        return not _truthy(next(results))
-    return _COMPARE[node.op](next(results), next(results))
+        return not truthy(next(results))
+    return COMPARE[node.op](next(results), next(results))
 
 
 @dataclass(frozen=True)
@@ -232,7 +135,7 @@ class Condition:
 
     def evaluate(self, context: Mapping[str, Any]) -> bool:
         """True or False for this saga context; never raises (a missing path is null)."""
-        return _truthy(_value(self.root, context))
+        return truthy(_value(self.root, context))
 
     def check(self, known: Mapping[str, AbstractSet[str]]) -> str | None:
         """The first path that names nothing known (see check_path), or None."""
@@ -370,7 +273,7 @@ class _Parser:
     def comparison(self) -> _Node:
         left = self.operand()
         token = self.peek()
-        if token.kind in ("op", "word") and token.text in _COMPARE:  # "not" alone is not a key
+        if token.kind in ("op", "word") and token.text in COMPARE:  # "not" alone is not a key
             self.at += 1
             op = token.text
         elif self.take("word", "not"):

@@ -29,7 +29,14 @@ class OrchestratorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        # in this order: the exposition lists the families as they were declared
+        self._saga_metrics(self.registry)
+        self._step_metrics(self.registry)
+        self._message_metrics(self.registry)
+        self._state_gauges(self.registry)
+
+    def _saga_metrics(self, r: CollectorRegistry) -> None:
+        """Sagas started and finished, and how long they took."""
         self.started = Counter("baton_sagas_started_total", "Sagas started.", ["saga"], registry=r)
         self.finished = Counter(
             "baton_sagas_finished_total",
@@ -44,6 +51,9 @@ class OrchestratorMetrics:
             buckets=_SAGA_BUCKETS,
             registry=r,
         )
+
+    def _step_metrics(self, r: CollectorRegistry) -> None:
+        """Steps: durations, commands, retries, timeouts, compensations."""
         self.step_duration = Histogram(
             "baton_step_duration_seconds",
             "First forward send of a step to its end (succeeded, rejected, unknown).",
@@ -81,6 +91,9 @@ class OrchestratorMetrics:
             ["saga", "step"],
             registry=r,
         )
+
+    def _message_metrics(self, r: CollectorRegistry) -> None:
+        """Inbound messages: ignored, conflicting, handled, dead-lettered; the sweeper."""
         self.ignored = Counter(
             "baton_replies_ignored_total",
             "Events that changed nothing (stale_attempt, not_awaited, saga_finished, ...).",
@@ -111,7 +124,9 @@ class OrchestratorMetrics:
         self.outbox_swept = Counter(
             "baton_outbox_swept_total", "Outbox entries published by the sweeper.", registry=r
         )
-        # -- gauges of shared state, refreshed by the runner's state loop ---------------------
+
+    def _state_gauges(self, r: CollectorRegistry) -> None:
+        """Gauges of shared state, refreshed by the runner's state loop (cluster-wide)."""
         self.by_status = Gauge(
             "baton_sagas",
             "Sagas the store holds, by status (cluster-wide).",

@@ -1,5 +1,8 @@
 """The imperative shell around the engine: decode -> load -> decide -> commit -> publish -> ack.
 
+Starts are handled in ``orchestrator.starts``, the background loops (deadlines, outbox
+sweeper, state gauges) in ``orchestrator.loops``: mixins of ``Orchestrator`` here.
+
 Per inbound message the transition (state, history, deadline, outbox) is one atomic write;
 only then are the outbox entries published with confirms, marked done, and the message
 acked. A crash anywhere leaves an unacked message (redelivered; the version and attempt
@@ -14,33 +17,30 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import envelope as env
-from contracts.base import Start, StepFailed
-from contracts.envelope import Envelope, new_message_id
-from contracts.events import SagaEvent
+from contracts.base import StepFailed
 from messaging.amqp import DECLARE_HINT, NOT_FOUND, Broker, wire_of
 from messaging.codec import Wire, decode, require_headers
 from messaging.errors import ConcurrencyConflict, ContractError, DefinitionError, UnknownSaga
 from messaging.poison import POISON_AFTER, FailureCounts, counts_as_poison, poison_reason
 from messaging.signing import UNAUTHENTIC, Keyring
-from messaging.tracing import child, trace_id
-from orchestrator.answers import idempotency_key_of, safe_reply_to
-from orchestrator.catalog import Catalog, saga_id_for
+from messaging.tracing import trace_id
+from orchestrator.catalog import Catalog
 from orchestrator.chaos import CrashPoints
-from orchestrator.definition import SagaDefinition
 from orchestrator.definition_registry import DefinitionRegistry
-from orchestrator.effects import Decision, EmitEvent, Event, ReplyReceived, Tick
-from orchestrator.engine import decide, describe, start, timed_out_commands
+from orchestrator.effects import Decision, Event, ReplyReceived, Tick
+from orchestrator.engine import decide, timed_out_commands
 from orchestrator.in_flight import IN_FLIGHT as UNFINISHED
 from orchestrator.in_flight import describe as describe_counts
+from orchestrator.loops import RECENT_STATES, BackgroundLoops, _wait
 from orchestrator.marks import DoneMarks
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.outbox import OutboxEntry, outbox_entries
+from orchestrator.starts import StartHandling
 from orchestrator.state import SagaState, SagaStatus
 from orchestrator.store import SagaStore
 from orchestrator.wakes import WakeTimes
@@ -51,10 +51,6 @@ log = structlog.get_logger("baton.orchestrator")
 
 Clock = Callable[[], float]
 MAX_CONFLICTS = 20
-TICK_BACKOFF_S = 0.5  # first delay after a failed tick; doubles up to TICK_BACKOFF_MAX_S
-TICK_BACKOFF_MAX_S = 60.0
-RECENT_STATES = 10_000  # sagas whose last written state a replica keeps in memory
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +67,7 @@ class RunnerConfig:
     poison_after: int = POISON_AFTER  # failures of one message before it is dead-lettered
 
 
-class Orchestrator:
+class Orchestrator(StartHandling, BackgroundLoops):
     """One replica. Replicas share the queues and the store; any of them can finish any saga."""
 
     def __init__(
@@ -183,97 +179,6 @@ class Orchestrator:
             self._crash("after_publish")
         await self._marks.mark(saga_id, [e.id for e in outbox])
 
-    async def handle_start(self, wire: Wire) -> str:
-        """Start a saga from a Start message; a repeated idempotency key starts nothing.
-
-        Only a start signed by one of the configured upstreams is read at all."""
-        self._keyring.verify_from(wire, self._keyring.upstreams, "starts")
-        envelope, body = decode(wire, self._catalog.contracts, require_saga=False)
-        if not isinstance(body, Start):
-            raise ContractError("not_a_start_message", envelope.kind)
-        self._refuse_expired(envelope)
-        definition = self._catalog.for_trigger(envelope.kind)
-        if definition is None:
-            raise ContractError("no_saga_for_type", envelope.kind)
-        saga_id = saga_id_for(definition.name, body.idempotency_key)
-        structlog.contextvars.bind_contextvars(saga_id=saga_id, saga=definition.name)
-        # the saga's own span, under the caller's when it sent one; else a new trace
-        traceparent = child(envelope.traceparent, f"saga {definition.name}",
-                            {"baton.saga_id": saga_id})  # fmt: skip
-        structlog.contextvars.bind_contextvars(trace_id=trace_id(traceparent))
-        decision = start(
-            definition,
-            saga_id,
-            body,
-            self._clock(),
-            reply_to=safe_reply_to(wire.reply_to or "", self._topology),
-            traceparent=traceparent,
-        )
-        outbox = outbox_entries(self._topology, decision.state, decision.effects, self._keyring)
-        if await self._store.create(decision.state, decision.history, outbox):
-            self._remember(decision.state.model_copy(update={"version": 1}))
-            self.metrics.observe(decision)
-            if self._crash:
-                self._crash("after_commit")
-            await self._publish(saga_id, outbox)
-            return "started"
-        existing = await self._store.load(saga_id)
-        if existing is None:  # expired between the two calls: requeue and start afresh
-            raise ConcurrencyConflict(saga_id)
-        if existing.input != decision.state.input:
-            raise ContractError("idempotency_key_reused", "same key, different transaction")
-        await self._answer_duplicate(definition, existing, wire.reply_to or "")
-        return "duplicate_start"
-
-    def _refuse_expired(self, envelope: Envelope) -> None:
-        """A start sent longer than ``start_ttl_s`` ago, or past its own deadline, starts
-        nothing: its caller has likely given up (answered ``rejected``, ``start_expired``)."""
-        now, ttl = self._clock(), self._config.start_ttl_s
-        if envelope.sent_at is not None and now - envelope.sent_at > ttl:
-            age = now - envelope.sent_at
-            raise ContractError("start_expired", f"sent {age:.0f} s ago (limit {ttl:g} s)")
-        if envelope.deadline is not None and now > envelope.deadline:
-            raise ContractError("start_expired", "past its x-baton-deadline")
-
-    async def _answer_duplicate(
-        self, definition: SagaDefinition, existing: SagaState, reply_to: str
-    ) -> None:
-        """Tell the caller of a repeated start where its saga stands (on the events exchange,
-        and on its ``reply_to``). Not stored: a failed publish requeues the start, whose
-        redelivery answers again."""
-        defined = self._catalog.get(existing.saga, existing.definition_version) or definition
-        event = EmitEvent(describe(defined, existing, "duplicate"), final=True)
-        answer = existing.model_copy(update={"reply_to": safe_reply_to(reply_to, self._topology)})
-        entries = outbox_entries(self._topology, answer, (event,), self._keyring)
-        await self._broker.publish_many((e.wire, e.exchange, e.routing_key) for e in entries)
-
-    async def _answer_rejected_start(self, wire: Wire, reason: str) -> None:
-        """A start that started nothing still gets an answer: a ``rejected`` event with the
-        reason, on the events exchange and its ``reply_to``. Best effort: the message itself
-        goes to the dead-letter queue with the same reason whatever happens here."""
-        definition = self._catalog.for_trigger(wire.kind or "")
-        key = idempotency_key_of(wire.body)
-        saga = definition.name if definition else "unknown"
-        event = SagaEvent(
-            saga_id=saga_id_for(saga, key) if definition and key else "",
-            saga=saga,
-            event="rejected",
-            status="rejected",
-            reason=reason,
-            idempotency_key=key,
-        )
-        body = event.model_dump_json().encode()
-        routes = [
-            (self._topology.events_exchange, self._topology.event_routing_key(saga, "rejected"))
-        ]
-        if reply_to := safe_reply_to(wire.reply_to or "", self._topology):
-            routes.append(("", reply_to))
-        with suppress(Exception):
-            await self._broker.publish_many(
-                (self._keyring.sign(Wire(body, event.KIND, new_message_id(), event.saga_id)),
-                 exchange, key_)
-                for exchange, key_ in routes
-            )  # fmt: skip
 
     async def handle_reply(self, wire: Wire) -> str:
         """Apply a reply, read only once its signature is verified; the engine then accepts
@@ -383,105 +288,6 @@ class Orchestrator:
         """Failures per message, for poison messages and liveness (made on first use)."""
         return FailureCounts(self._config.poison_after)
 
-    # -- background loops ----------------------------------------------------------------------
-
-    async def _deadline_loop(self, stop: asyncio.Event) -> None:
-        """Tick every saga whose wake-up time has passed (timeouts, retries, deadlines)."""
-        while not stop.is_set():
-            polled_at = self._clock()
-            due = await self._guarded(self._store.due(polled_at, self._config.due_batch))
-            if due:
-                await asyncio.gather(*(self._tick(saga_id) for saga_id in due))
-            else:
-                await self._sleep_until_due(stop, polled_at)
-
-    async def _sleep_until_due(self, stop: asyncio.Event, polled_at: float) -> None:
-        """Until the earliest wake-up this replica wrote, or ``deadline_poll_s`` at most."""
-        config = self._config
-        latest = polled_at + config.deadline_poll_s
-        while not stop.is_set():
-            earliest = self._wakes.next_after(polled_at)
-            at = latest if earliest is None else min(earliest, latest)
-            self._wakes.plan(at)
-            delay = max(at - self._clock(), config.tick_interval_s)
-            if not await _wait_any((stop, self._wakes.earlier), delay):
-                return  # the planned time came
-
-    async def _tick(self, saga_id: str) -> None:
-        """Apply a tick; one that fails moves the saga's wake-up later, doubling each time,
-        so a saga that cannot be decided is neither polled in a tight loop nor in the way of
-        the healthy sagas due behind it."""
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(saga_id=saga_id)
-        try:
-            await self.apply(saga_id, Tick())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("tick_failed")
-            failures = self._tick_failures.pop(saga_id, 0) + 1
-            self._tick_failures[saga_id] = failures
-            if len(self._tick_failures) > RECENT_STATES:
-                del self._tick_failures[next(iter(self._tick_failures))]
-            delay = min(TICK_BACKOFF_MAX_S, TICK_BACKOFF_S * 2 ** min(failures - 1, 16))
-            await self._guarded(self._store.postpone(saga_id, self._clock() + delay))
-        else:
-            self._tick_failures.pop(saga_id, None)
-
-    async def _sweep_loop(self, stop: asyncio.Event) -> None:
-        """Publish outbox entries a crashed or disconnected replica left behind."""
-        while not stop.is_set():
-            await self._guarded(self.sweep_outbox())
-            await _wait(stop, max(self._config.outbox_grace_s / 2, 0.1))
-
-    async def sweep_outbox(self) -> int:
-        now, grace = self._clock(), self._config.outbox_grace_s
-        # claimed for a grace period: replicas sweeping at once publish each entry once
-        pending = await self._store.outbox_pending(now - grace, 500, claim=(now, now + grace))
-        swept: list[tuple[str, Sequence[str]]] = []
-        try:
-            for entry in pending:
-                await self._broker.publish(
-                    entry.wire, exchange=entry.exchange, routing_key=entry.routing_key
-                )
-                swept.append((entry.saga_id, [entry.id]))
-                self.metrics.outbox_swept.inc()
-        finally:  # what was published is marked, even when a later publish failed
-            if swept:
-                await self._store.outbox_done_many(swept)
-        if pending:
-            log.info("outbox_swept", entries=len(pending))
-        return len(pending)
-
-    async def _state_loop(self, stop: asyncio.Event) -> None:
-        """Refresh the gauges of shared state (counts, stuck, outbox lag): a few pipelined
-        reads every ``state_interval_s``, never per message."""
-        while not stop.is_set():
-            await self._guarded(self.refresh_state())
-            await _wait(stop, self._config.state_interval_s)
-
-    async def refresh_state(self) -> None:
-        now = self._clock()
-        idle_before = now - self._config.stuck_after_s
-        counts = await self._store.counts()
-        stuck = {
-            status: len(await self._store.by_status(status, self._config.stuck_cap, idle_before))
-            for status in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
-        }
-        lag = await self._store.outbox_oldest_age(now)
-        self.metrics.refresh_state(counts, stuck, lag, self._config.stuck_after_s, now)
-
-    async def _guarded(self, work: Awaitable[T]) -> T | None:
-        """Background work survives a store or broker outage; the next round tries again."""
-        try:
-            return await work
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("background_work_failed")
-            return None
-
-    # -- lifecycle -------------------------------------------------------------------------------
 
     async def _start_consuming(self, stop: asyncio.Event) -> None:
         """Consume; a replica started while the broker restarts, or before ``baton declare``
@@ -548,19 +354,3 @@ class Orchestrator:
                 await loop
         await self._guarded(self._marks.flush())  # the last marks; the loop is gone
         log.info("orchestrator_stopped")
-
-
-async def _wait_any(events: Sequence[asyncio.Event], seconds: float) -> bool:
-    """Wait until one of ``events`` is set (True) or ``seconds`` pass (False)."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return bool(done)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

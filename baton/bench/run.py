@@ -112,42 +112,63 @@ async def _bench(
     parallel: dict[str, dict[str, Any]] = {}
     for level in options.levels:
         n = max(options.sagas_at(level) // options.rounds, 1)
-        ours: list[Measured] = []
-        theirs: list[Measured] = []
-        floors: list[Measured] = []
-        grouped: list[Measured] = []
+        runs: dict[str, list[Measured]] = {side: [] for side in _SIDES}
         for _ in range(options.rounds):
-            driver = BaselineDriver(
-                str(settings.rabbit.url), t, keys.keyring(ORCHESTRATOR),
-                prefetch=settings.rabbit.prefetch,
-            )  # fmt: skip
-            async with driver:
-                run_baseline = _closed_loop(driver.saga)
-                await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
-                theirs.append(await _measure(groups, run_baseline, n, level, "baseline"))
-            with _orchestrators(group, options.replicas):
-                await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-                run_baton = _baton_runner(broker, keys)
-                await run_baton(options.warmup, level, f"baton c{level} warm-up")
-                ours.append(await _measure(groups, run_baton, n, level, "baton"))
-            if options.floor:
-                with _relays(group, options.replicas):
-                    await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-                    run_floor = _baton_runner(broker, keys)
-                    await run_floor(options.warmup, level, f"floor c{level} warm-up")
-                    floors.append(await _measure(groups, run_floor, n, level, "floor"))
-            if options.parallel:
-                with _orchestrators(group, options.replicas, PARALLEL_ENV, "orchestrator-par"):
-                    await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-                    run_grouped = _baton_runner(broker, keys)
-                    await run_grouped(options.warmup, level, f"parallel c{level} warm-up")
-                    grouped.append(await _measure(groups, run_grouped, n, level, "parallel"))
+            await _round(settings, options, broker, group, keys, groups, level, n, runs)
+        ours, theirs = runs["baton"], runs["baseline"]
+        floors, grouped = runs["floor"], runs["parallel"]
         baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
         baton[f"c{level}"] = sum(ours[1:], ours[0]).figures()
         if floors:
             floor[f"c{level}"] = sum(floors[1:], floors[0]).figures()
         if grouped:
             parallel[f"c{level}"] = sum(grouped[1:], grouped[0]).figures()
+    return _summary(settings, options, baton, baseline, floor, parallel)
+
+
+_SIDES = ("baton", "baseline", "floor", "parallel")
+
+
+async def _round(
+    settings: Settings, options: BenchOptions, broker: Broker, group: ProcessGroup,
+    keys: KeySet, groups: dict[str, Callable[[], list[int]]], level: int, n: int,
+    runs: dict[str, list[Measured]],
+) -> None:  # fmt: skip
+    """One round at ``level``: the baseline, Baton, and the floor and parallel runs if asked."""
+    t = broker.topology
+    driver = BaselineDriver(
+        str(settings.rabbit.url), t, keys.keyring(ORCHESTRATOR),
+        prefetch=settings.rabbit.prefetch,
+    )  # fmt: skip
+    async with driver:
+        run_baseline = _closed_loop(driver.saga)
+        await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
+        runs["baseline"].append(await _measure(groups, run_baseline, n, level, "baseline"))
+    with _orchestrators(group, options.replicas):
+        await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+        run_baton = _baton_runner(broker, keys)
+        await run_baton(options.warmup, level, f"baton c{level} warm-up")
+        runs["baton"].append(await _measure(groups, run_baton, n, level, "baton"))
+    if options.floor:
+        with _relays(group, options.replicas):
+            await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+            run_floor = _baton_runner(broker, keys)
+            await run_floor(options.warmup, level, f"floor c{level} warm-up")
+            runs["floor"].append(await _measure(groups, run_floor, n, level, "floor"))
+    if options.parallel:
+        with _orchestrators(group, options.replicas, PARALLEL_ENV, "orchestrator-par"):
+            await wait_for_consumers(broker, {t.replies_queue: options.replicas})
+            run_grouped = _baton_runner(broker, keys)
+            await run_grouped(options.warmup, level, f"parallel c{level} warm-up")
+            runs["parallel"].append(await _measure(groups, run_grouped, n, level, "parallel"))
+
+
+def _summary(
+    settings: Settings, options: BenchOptions, baton: dict[str, dict[str, Any]],
+    baseline: dict[str, dict[str, Any]], floor: dict[str, dict[str, Any]],
+    parallel: dict[str, dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """The bench's result document: every side's figures per level, and their ratios."""
     sides = (baton, baseline, floor, parallel)
     finished = all(f["finished"] == f["sagas"] for side in sides for f in side.values())
     extra = {"floor": floor, "floor_ratios": ratios(floor, baseline)} if floor else {}

@@ -36,6 +36,7 @@ FAULT_KINDS = (
     STORE_OUTAGE, BROKER_OUTAGE, CONNECTION_DROP, *OPERATOR_ACTIONS,
     "balance_just_below", "balance_exact", "balance_just_above", "shared_account",
     "duplicate_start", MALFORMED,
+    "parallel_group",  # a saga of the grouped payment definition finished (odd seeds)
 )  # fmt: skip
 
 

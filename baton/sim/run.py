@@ -165,6 +165,9 @@ async def _settled(world: World, storm: Storm) -> bool:
     return not await world.store.outbox_pending(world.loop.wall() + 3600, 1)
 
 
+GROUPED_VERSION = 2  # baton/bench/payment_parallel.yaml, which odd seeds load
+
+
 async def _verdict(world: World, storm: Storm) -> SeedResult:
     outcomes: dict[str, str] = {}
     rejected = world.rejected()
@@ -173,6 +176,8 @@ async def _verdict(world: World, storm: Storm) -> SeedResult:
         state = await world.store.load(saga_id)
         if state is not None:
             outcomes[saga_id] = state.status.value
+            if state.definition_version == GROUPED_VERSION:  # evidence the group was run
+                world.tally["parallel_group"] += 1
         else:  # refused with an answer to the client (too old, say), or lost
             outcomes[saga_id] = "rejected" if saga_id in rejected else "missing"
     books = read_books(world.sync, LedgerKeys(NAMESPACE))

@@ -16,6 +16,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import NoReturn, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,6 +42,7 @@ from messaging.sealing import Sealer
 from messaging.settings import ParticipantSettings
 from messaging.signing import ORCHESTRATOR, KeySet, SigningKey
 from orchestrator.catalog import Catalog, saga_id_for
+from orchestrator.definition import load_definition
 from orchestrator.packages import default_package_paths, load_packages
 from orchestrator.redis_store import RedisSagaStore
 from orchestrator.runner import Orchestrator, RunnerConfig
@@ -58,7 +60,11 @@ SHARDS = 2
 RETENTION_S = 30 * 24 * 3600
 RUNNER = RunnerConfig(state_interval_s=30.0)  # gauges only: read them rarely
 EXPECTED_EXITS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
-_catalog: Catalog | None = None
+_catalogs: dict[bool, Catalog] = {}
+# Odd seeds run the payment saga with authorization, risk and compliance in one parallel
+# group (as `baton bench --parallel` does): every fault of the storm then also hits branches
+# in flight together, interrupted branches and a wave of compensations.
+GROUPED = Path(__file__).parents[1] / "bench" / "payment_parallel.yaml"
 
 
 def signing_keys(seed: int) -> KeySet:
@@ -71,13 +77,22 @@ def signing_keys(seed: int) -> KeySet:
     )
 
 
-def catalog() -> Catalog:
-    """The bundled packages' definitions, loaded once per process (the YAML never changes
-    in a run)."""
-    global _catalog  # noqa: PLW0603 - a per-process cache of read-only data
-    if _catalog is None:
-        _catalog = load_packages(default_package_paths()).catalog
-    return _catalog
+def grouped(seed: int) -> bool:
+    """Whether ``seed`` runs the grouped payment definition (by parity: no RNG draw, so
+    every seed's plan stays what it was)."""
+    return seed % 2 == 1
+
+
+def catalog(with_group: bool = False) -> Catalog:
+    """The bundled packages' definitions (plus the grouped payment v2, which new sagas then
+    take), loaded once per process: the YAML never changes in a run."""
+    if with_group not in _catalogs:
+        packages = load_packages(default_package_paths())
+        definitions = list(packages.definitions)
+        if with_group:
+            definitions.append(load_definition(GROUPED, packages.registry))
+        _catalogs[with_group] = Catalog(definitions, packages.registry)
+    return _catalogs[with_group]
 
 
 def _never_exit(code: int) -> NoReturn:
@@ -96,8 +111,9 @@ class World:
         self.redis = FakeServer()
         self.sync = SyncFakeRedis(server=self.redis)  # the checker's view: no outage, no await
         self.observer = FakeRedis(server=self.redis)  # reads after the storm
+        self.catalog = catalog(grouped(plan.seed))
         key = random.Random(f"sealing-{plan.seed}").randbytes(32)
-        self.sealed = SealedFields(Sealer({"sim": key}, "sim"), sensitive_fields(catalog()))
+        self.sealed = SealedFields(Sealer({"sim": key}, "sim"), sensitive_fields(self.catalog))
         self.store = self.saga_store(self.observer)
         self.saga_ids = {s.index: saga_id_for("payment", s.key) for s in plan.sagas}
         self.amounts = {self.saga_ids[s.index]: s.amount for s in plan.sagas}
@@ -183,7 +199,7 @@ class World:
         """An orchestrator replica (or the operator's) as ``baton.runtime`` builds one."""
         store = self.saga_store(host.redis)
         keyring = self.keys.keyring(ORCHESTRATOR, upstreams=(CLIENT,))
-        return Orchestrator(catalog(), store, cast(Broker, host.broker), keyring=keyring,
+        return Orchestrator(self.catalog, store, cast(Broker, host.broker), keyring=keyring,
                             config=RUNNER, clock=self.loop.wall)  # fmt: skip
 
     async def _participant(self, host: Host, name: str) -> None:

@@ -19,7 +19,7 @@ from orchestrator.engine.draft import (
     noteworthy,
 )
 from orchestrator.expressions import resolve
-from orchestrator.state import SagaState, SagaStatus, StepStatus, Waiting
+from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
 
 
 def build(definition: SagaDefinition, action: Action, state: SagaState) -> dict[str, Any]:
@@ -71,6 +71,19 @@ def try_send(d: Draft, step_name: str, phase: Phase, attempt: int) -> str | None
             expires_at=d.now + command_ttl_s(action.timeout_s),
         )
     )
+    _mark_sent(d, step_name, phase, attempt, record)
+    d.put_wait(
+        Waiting(
+            step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s
+        )
+    )
+    if noteworthy(attempt):
+        d.note("sent", step_name, phase, attempt, action.command)
+    return None
+
+
+def _mark_sent(d: Draft, step_name: str, phase: Phase, attempt: int, record: StepRecord) -> None:
+    """The step's record once an attempt of its command is sent: running or compensating."""
     if phase == "forward":
         d.set_step(
             step_name,
@@ -85,14 +98,6 @@ def try_send(d: Draft, step_name: str, phase: Phase, attempt: int) -> str | None
             compensation_attempts=attempt,
             compensation_started_at=record.compensation_started_at or d.now,
         )
-    d.put_wait(
-        Waiting(
-            step=step_name, phase=phase, attempt=attempt, sent=True, due=d.now + action.timeout_s
-        )
-    )
-    if noteworthy(attempt):
-        d.note("sent", step_name, phase, attempt, action.command)
-    return None
 
 
 def _output(definition: SagaDefinition, state: SagaState) -> dict[str, object]:
