@@ -157,6 +157,7 @@ class SagaDefinition(BaseModel):
     output: dict[str, str] = {}  # final output: name -> context path
     _stages: tuple[Stage, ...] = PrivateAttr(default=())
     _stage_of: dict[str, int] = PrivateAttr(default_factory=dict)
+    _steps: tuple[StepDefinition, ...] = PrivateAttr(default=())
     _contracts: ContractLookup | None = PrivateAttr(default=None)
 
     def _index_stages(self) -> None:
@@ -166,6 +167,7 @@ class SagaDefinition(BaseModel):
             self._stage_of = {
                 s.name: i for i, stage in enumerate(self._stages) for s in stage.steps
             }
+            self._steps = tuple(step for stage in self._stages for step in stage.steps)
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> SagaDefinition:
@@ -189,7 +191,7 @@ class SagaDefinition(BaseModel):
         """A copy with other steps (and contracts), unchecked: for the safety exploration,
         which substitutes search budgets and condition outcomes."""
         copy = self.model_copy(update={"flow": flow})
-        copy._stages, copy._stage_of = (), {}
+        copy._stages, copy._stage_of, copy._steps = (), {}, ()
         copy._contracts = contracts if contracts is not None else self._contracts
         return copy
 
@@ -205,7 +207,8 @@ class SagaDefinition(BaseModel):
     @property
     def steps(self) -> tuple[StepDefinition, ...]:
         """Every step, groups flattened, in definition order."""
-        return tuple(step for stage in self.stages for step in stage.steps)
+        self._index_stages()
+        return self._steps
 
     def stage_index(self, step: str) -> int:
         self._index_stages()
