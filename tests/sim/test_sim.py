@@ -19,7 +19,7 @@ from participants.payments.ledger import Ledger
 from participants.sdk.inbox import Claim, ClaimStatus
 from participants.sdk.redis_inbox import RedisInbox
 
-SEEDS = int(os.environ.get("BATON_SIM_SEEDS", "300"))
+SEEDS = int(os.environ.get("BATON_SIM_SEEDS", "200"))
 MONEY = ("holds_left", "live holds", "captured twice", "double_captures", "not conserved",
          "completed_not_captured", "compensated_but_captured")  # fmt: skip
 
