@@ -144,23 +144,18 @@ async def _round(
         run_baseline = _closed_loop(driver.saga)
         await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
         runs["baseline"].append(await _measure(groups, run_baseline, n, level, "baseline"))
-    with _orchestrators(group, options.replicas):
-        await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-        run_baton = _baton_runner(broker, keys)
-        await run_baton(options.warmup, level, f"baton c{level} warm-up")
-        runs["baton"].append(await _measure(groups, run_baton, n, level, "baton"))
+    sides = [("baton", _orchestrators(group, options.replicas))]
     if options.floor:
-        with _relays(group, options.replicas):
-            await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-            run_floor = _baton_runner(broker, keys)
-            await run_floor(options.warmup, level, f"floor c{level} warm-up")
-            runs["floor"].append(await _measure(groups, run_floor, n, level, "floor"))
+        sides.append(("floor", _relays(group, options.replicas)))
     if options.parallel:
-        with _orchestrators(group, options.replicas, PARALLEL_ENV, "orchestrator-par"):
+        grouped = _orchestrators(group, options.replicas, PARALLEL_ENV, "orchestrator-par")
+        sides.append(("parallel", grouped))
+    for side, processes in sides:  # each side's processes run only while it is measured
+        with processes:
             await wait_for_consumers(broker, {t.replies_queue: options.replicas})
-            run_grouped = _baton_runner(broker, keys)
-            await run_grouped(options.warmup, level, f"parallel c{level} warm-up")
-            runs["parallel"].append(await _measure(groups, run_grouped, n, level, "parallel"))
+            run = _baton_runner(broker, keys)
+            await run(options.warmup, level, f"{side} c{level} warm-up")
+            runs[side].append(await _measure(groups, run, n, level, side))
 
 
 def _summary(
