@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.topology import Topology
-from messaging.dead_marks import MARK_KEY
-from orchestrator.keys import PREFIX as SAGA_PREFIX
+from messaging.transport.dead_marks import MARK_KEY
+from orchestrator.runtime.keys import PREFIX as SAGA_PREFIX
 from participants.payments.ledger import LedgerKeys
 from participants.payments.pci import PciKeys
 from participants.sdk.keys import InboxKeys

@@ -16,9 +16,9 @@ import click
 
 from contracts.errors import ContractDefinitionError
 from messaging.errors import DefinitionError
-from orchestrator.definition import SagaDefinition, load_definition
-from orchestrator.engine.explore import Proof, explore
-from orchestrator.packages import MANIFEST, default_package_paths, load_packages
+from orchestrator.core.definition import SagaDefinition, load_definition
+from orchestrator.core.engine.explore import Proof, explore
+from orchestrator.runtime.packages import MANIFEST, default_package_paths, load_packages
 
 
 def _packages_for(definition: Path, extra: tuple[Path, ...]) -> list[Path]:

@@ -10,11 +10,11 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import envelope as env
 from contracts.topology import Topology
-from messaging.amqp import Broker, dead_letter_context, wire_of
-from messaging.codec import Wire
-from messaging.dead_marks import identity
 from messaging.errors import SealedValueError
-from messaging.sealing import KEYS_VARIABLE
+from messaging.transport.amqp import Broker, dead_letter_context, wire_of
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import identity
+from messaging.trust.sealing import KEYS_VARIABLE
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,10 +40,10 @@ from baton.load import Outcome, Progress, drive, percentile
 from baton.node import NodeUnavailable, prepared
 from baton.processes import ProcessGroup
 from baton.runtime import open_broker, remove_namespace, run_keys, sealing_env
-from messaging.amqp import Broker
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, KeySet
-from orchestrator.packages import Packages, load_packages
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import ORCHESTRATOR, KeySet
+from orchestrator.runtime.packages import Packages, load_packages
 
 __all__ = ["FAIL_POINTS", "DemoOptions", "demo_namespace", "run_demo", "summarize", "transactions"]
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 import examples.checkout
 from contracts.base import Start
-from orchestrator.packages import default_package_paths
+from orchestrator.runtime.packages import default_package_paths
 from participants.payments import DemoWorld, FailAt, seed_demo_world
 from participants.payments.contracts import StartTransaction
 

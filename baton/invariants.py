@@ -21,9 +21,9 @@ from pydantic import BaseModel
 
 from baton.runtime import load_saga_packages, open_store
 from messaging.settings import Settings
-from orchestrator.packages import SagaPackage
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.state import SagaStatus
+from orchestrator.core.state import SagaStatus
+from orchestrator.runtime.packages import SagaPackage
+from orchestrator.runtime.redis_store import RedisSagaStore
 
 _BATCH = 500  # sagas loaded at once
 
@@ -83,9 +83,7 @@ async def saga_outcomes(settings: Settings) -> dict[str, dict[str, str]]:
     return by_saga
 
 
-def own_outcomes(
-    package: SagaPackage, by_saga: Mapping[str, Mapping[str, str]]
-) -> dict[str, str]:
+def own_outcomes(package: SagaPackage, by_saga: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """The outcomes of the sagas ``package`` defines, and of no other."""
     names = {definition.name for definition in package.definitions}
     return {saga_id: status for name in names for saga_id, status in by_saga.get(name, {}).items()}
@@ -104,9 +102,7 @@ async def check_package(
     return PackageResult(package.name, report)
 
 
-async def check_all(
-    settings: Settings, packages: Iterable[SagaPackage]
-) -> list[PackageResult]:
+async def check_all(settings: Settings, packages: Iterable[SagaPackage]) -> list[PackageResult]:
     """Each package's check. A failed one is run again on statuses read afresh: a saga that
     started or finished while the first reading was taken is then judged by its real status."""
     chosen = list(packages)

@@ -22,11 +22,11 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts.base import Start
 from contracts.envelope import Envelope
 from contracts.events import Lifecycle
-from messaging.amqp import Broker
-from messaging.codec import encode
-from messaging.signing import Keyring
-from messaging.tracing import new_traceparent
-from orchestrator.catalog import saga_id_for
+from messaging.observability.tracing import new_traceparent
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import encode
+from messaging.trust.signing import Keyring
+from orchestrator.core.catalog import saga_id_for
 
 FINAL_EVENTS: tuple[Lifecycle, ...] = ("completed", "compensated", "failed")
 

@@ -22,17 +22,17 @@ from baton.versions import catalog_for, registered_hidden
 from contracts.base import Start
 from contracts.envelope import Envelope
 from contracts.pan import mask_pans
-from messaging.amqp import Broker, wire_of
-from messaging.codec import encode
 from messaging.errors import BatonError, ContractError
-from messaging.logs import masked
-from messaging.sealing import Sealer
+from messaging.observability.logs import masked
+from messaging.observability.tracing import trace_id
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring
-from messaging.tracing import trace_id
-from orchestrator.catalog import Catalog
-from orchestrator.effects import OperatorAction
-from orchestrator.state import SagaState, SagaStatus
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import encode
+from messaging.trust.sealing import Sealer
+from messaging.trust.signing import ORCHESTRATOR, Keyring
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.effects import OperatorAction
+from orchestrator.core.state import SagaState, SagaStatus
 
 console = Console()
 

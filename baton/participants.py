@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from messaging.errors import DefinitionError
-from orchestrator.packages import REFERENCE, default_package_paths, read_manifest
+from orchestrator.runtime.packages import REFERENCE, default_package_paths, read_manifest
 from participants.sdk.run import HandlersFactory
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from contracts.topology import Topology
 from messaging.errors import BatonError
-from messaging.logs import masked
+from messaging.observability.logs import masked
 
 # Starts waiting at most: ~5 minutes of starts at the rate the issue measured (10,000 in a
 # burst took ~10 minutes), matching the default start TTL of 300 s; beyond it the broker

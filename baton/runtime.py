@@ -11,20 +11,20 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from messaging.amqp import Broker
-from messaging.dead_marks import RedisDeadLetterMarks
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer, generate_key
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring, KeySet
-from orchestrator.catalog import Catalog
-from orchestrator.chaos import CrashPoints
-from orchestrator.definition import load_definition
-from orchestrator.definition_registry import DefinitionRegistry
-from orchestrator.keys import KeySpace
-from orchestrator.packages import Packages, default_package_paths, load_packages, prove_safe
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.runner import Orchestrator, RunnerConfig
-from orchestrator.sealed_fields import SealedFields, sensitive_fields
+from messaging.transport.amqp import Broker
+from messaging.transport.dead_marks import RedisDeadLetterMarks
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer, generate_key
+from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.definition import load_definition
+from orchestrator.runtime.chaos import CrashPoints
+from orchestrator.runtime.definition_registry import DefinitionRegistry
+from orchestrator.runtime.keys import KeySpace
+from orchestrator.runtime.packages import Packages, default_package_paths, load_packages, prove_safe
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.runner import Orchestrator, RunnerConfig
+from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
 
 
 def load_saga_packages(settings: Settings) -> Packages:
@@ -106,7 +106,7 @@ def orchestrator_keyring(settings: Settings, catalog: Catalog) -> Keyring:
 
 @asynccontextmanager
 async def open_definitions(settings: Settings) -> AsyncIterator[DefinitionRegistry]:
-    """The definitions registered in Redis (``orchestrator.definition_registry``): all an
+    """The definitions registered in Redis (``orchestrator.runtime.definition_registry``): all an
     operator's tool needs to read a saga of a version it does not load is the Redis URL."""
     client = aioredis.Redis.from_url(
         str(settings.redis.url), socket_connect_timeout=5, socket_timeout=30

@@ -25,12 +25,12 @@ from baton.runtime import load_catalog, open_broker
 from contracts.base import Start
 from contracts.envelope import Envelope
 from contracts.money import CURRENCY_EXPONENTS
-from messaging.codec import encode
+from messaging.observability.tracing import new_traceparent
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring
-from messaging.tracing import new_traceparent
-from orchestrator.catalog import Catalog
-from orchestrator.definition import SagaDefinition
+from messaging.transport.codec import encode
+from messaging.trust.signing import ORCHESTRATOR, Keyring
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.definition import SagaDefinition
 
 
 class StartInputError(ValueError):
@@ -166,9 +166,7 @@ def _final_code(event: dict[str, Any]) -> int:
     return 0 if event.get("status") == "completed" or running else 1
 
 
-async def publish_start(
-    settings: Settings, body: Start, *, wait: bool, timeout_s: float
-) -> int:
+async def publish_start(settings: Settings, body: Start, *, wait: bool, timeout_s: float) -> int:
     """Publish ``body`` signed as the upstream ``cli``; with ``wait``, print the saga's final
     event. Exit status: 0 completed (or published, without ``wait``), 1 otherwise."""
     keyring = Keyring.from_settings(settings.signing, role="cli")  # signs the start

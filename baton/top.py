@@ -16,10 +16,10 @@ from rich.live import Live
 from rich.table import Table
 
 from baton.runtime import load_catalog, open_broker, open_store
-from messaging.amqp import Broker
 from messaging.settings import Settings
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.state import SagaStatus
+from messaging.transport.amqp import Broker
+from orchestrator.core.state import SagaStatus
+from orchestrator.runtime.redis_store import RedisSagaStore
 
 FINISHED = (SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.FAILED)
 UNFINISHED = (SagaStatus.RUNNING, SagaStatus.COMPENSATING)

@@ -2,7 +2,7 @@
 reads a saga with when this configuration does not load it (``baton status``, ``retry``,
 ``resume``, ``abort``).
 
-The registry (``orchestrator.definition_registry``) is the deployment's memory of every
+The registry (``orchestrator.runtime.definition_registry``) is the deployment's memory of every
 version an orchestrator has run; the local configuration is what this process loads. Where
 both know a version, the local one is used, as before the registry existed.
 """
@@ -21,16 +21,16 @@ from rich.text import Text
 
 from baton.runtime import load_catalog, open_definitions
 from messaging.errors import DefinitionError
-from messaging.logs import masked
+from messaging.observability.logs import masked
 from messaging.settings import Settings
-from orchestrator.catalog import Catalog
-from orchestrator.definition_registry import (
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.runtime.definition_registry import (
     DefinitionRegistry,
     RegisteredDefinition,
     registration,
 )
-from orchestrator.in_flight import IN_FLIGHT, count_versions
-from orchestrator.state import SagaState, SagaStatus
+from orchestrator.runtime.in_flight import IN_FLIGHT, count_versions
 
 console = Console()
 

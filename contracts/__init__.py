@@ -1,7 +1,7 @@
 """Message schemas and topology names shared by the orchestrator and every participant.
 
 Which messages exist is not listed here: an application fills a ``contracts.registry.
-ContractRegistry`` from its saga packages (``orchestrator.packages``) or its handlers.
+ContractRegistry`` from its saga packages (``orchestrator.runtime.packages``) or its handlers.
 ``contracts.registry`` and ``contracts.compiler`` are not imported here on purpose (they use
 ``messaging.errors``, and ``messaging`` imports this package).
 """

@@ -24,7 +24,8 @@ H_SENT_AT = "x-baton-sent-at"
 H_TRACEPARENT = "traceparent"
 H_REASON = "x-baton-reason"
 H_SOURCE_QUEUE = "x-baton-source-queue"
-# Signatures (messaging/signing.py, docs/protocol.md "Signatures"): who signed, with which key.
+# Signatures (messaging/trust/signing.py, docs/protocol.md "Signatures"): who signed, with
+# which key.
 H_SIGNER = "x-baton-signer"
 H_KEY_ID = "x-baton-key-id"
 H_SIGNATURE = "x-baton-signature"

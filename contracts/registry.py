@@ -1,7 +1,7 @@
 """The contracts an application knows, by KIND: an object it fills, not a module-level list.
 
 Baton's core names no saga's messages. An orchestrator fills a registry from the saga
-packages it loads (``orchestrator.packages``); a participant from the classes its handlers
+packages it loads (``orchestrator.runtime.packages``); a participant from the classes its handlers
 declare. Every registry holds Baton's own kinds (``StepFailed``, ``SagaEvent``).
 
 Registering a kind twice is fine when both models have the same *shape* (role, KIND,

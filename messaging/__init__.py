@@ -1,30 +1,13 @@
-"""AMQP plumbing, settings, errors and logging shared by the orchestrator and participants."""
+"""What every Baton process shares, in three rooms and two modules.
 
-from messaging.amqp import Broker, wire_of
-from messaging.codec import Wire, decode, encode
-from messaging.errors import (
-    BatonError,
-    ConcurrencyConflict,
-    ContractError,
-    DefinitionError,
-    StepRejected,
-    TransientError,
-    UnknownSaga,
-)
-from messaging.settings import Settings
+* ``messaging.transport``: the broker: connection, publish and consume, the wire codec and
+  decoding, poison counting, dead-letter marks, the frame-coalescing patch, and the in-memory
+  stub broker with the same interface.
+* ``messaging.trust``: signatures on every message and sealing of sensitive fields at rest.
+* ``messaging.observability``: logging, the health server, trace context, OpenTelemetry.
+* ``messaging.settings``: every process's configuration from the environment.
+* ``messaging.errors``: the errors all processes share.
 
-__all__ = [
-    "BatonError",
-    "Broker",
-    "ConcurrencyConflict",
-    "ContractError",
-    "DefinitionError",
-    "Settings",
-    "StepRejected",
-    "TransientError",
-    "UnknownSaga",
-    "Wire",
-    "decode",
-    "encode",
-    "wire_of",
-]
+Nothing is imported here, so ``messaging.errors`` can be imported (by the pure core) without
+loading the broker client.
+"""

@@ -1,12 +1,12 @@
-"""Exception hierarchy, and what the runtime does with each.
+"""The errors every Baton process shares (participants, orchestrator, tools), and what the
+runtime does with each. The orchestrator's own (a concurrent write, an unknown saga) live in
+``orchestrator.runtime.errors``.
 
 * BatonError
   x ContractError        undecodable / unknown / invalid message -> dead-letter queue, no reply
   x StepRejected         business refusal (non-retriable)        -> StepFailed reply -> compensation
   x TransientError       dependency hiccup (retriable)           -> StepFailed(retriable) -> retry
-  x ConcurrencyConflict  saga changed under us                   -> reload, decide again
   x DefinitionError      invalid saga definition                 -> refuse to load / start
-  x UnknownSaga          a message names a saga we do not hold   -> dead-letter queue
   x SealingKeyError      sealing keys missing or malformed       -> refuse to start
   x SealedValueError     a sealed value that cannot be opened    -> the read fails, loudly
   x SigningKeyError      signing keys missing or malformed       -> refuse to start
@@ -44,24 +44,8 @@ class TransientError(BatonError):
     """A dependency failed in a way that may pass; the orchestrator retries the step."""
 
 
-class ConcurrencyConflict(BatonError):
-    """The saga's stored version moved between our read and our write."""
-
-    def __init__(self, saga_id: str) -> None:
-        super().__init__(f"saga {saga_id} changed concurrently")
-        self.saga_id = saga_id
-
-
 class DefinitionError(BatonError):
     """A saga definition breaks a rule checked at load time."""
-
-
-class UnknownSaga(BatonError):
-    """A reply or operator action names a saga that is not in the store."""
-
-    def __init__(self, saga_id: str) -> None:
-        super().__init__(f"unknown saga {saga_id}")
-        self.saga_id = saga_id
 
 
 class SealingKeyError(BatonError):

@@ -46,7 +46,7 @@ class MetricsSettings(BaseModel):
 class OrchestratorSettings(BaseModel):
     shards: int = Field(default=16, ge=1, le=16384)
     retention_s: int = Field(default=7 * 24 * 3600, ge=1)
-    # saga package folders (orchestrator/packages.py); empty: the bundled ones (sagas/)
+    # saga package folders (orchestrator/runtime/packages.py); empty: the bundled ones (sagas/)
     packages: list[str] = []
     definitions: list[str] = []  # extra definition files, checked against the packages' contracts
     tick_interval_s: float = Field(default=0.05, gt=0)  # least time between deadline polls

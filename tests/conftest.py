@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts.topology import Topology
-from messaging.amqp import Broker
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
+from messaging.trust.signing import KeySet
 
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 SIGNERS = ("orchestrator", *PARTICIPANTS, "cli")

@@ -8,7 +8,8 @@ exactly what Baton adds: the saga state in Redis, the outbox, history and deadli
 validation of every reply, lifecycle events. So Baton / baseline is the cost of
 orchestration itself, and the baseline is the practical limit of a Python command/reply
 round trip on this machine. Like every process of the bench it uses Baton's aiormq frame
-coalescing (``messaging/coalesce.py``), so the ratios compare orchestration, not transport.
+coalescing (``messaging/transport/coalesce.py``), so the ratios compare orchestration, not
+transport.
 It signs its commands with the orchestrator's key (participants execute nothing else) and
 verifies no reply.
 
@@ -34,9 +35,9 @@ from contracts import envelope as env
 from contracts.base import Command
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.coalesce import coalesce_frame_writes
-from messaging.codec import Wire
-from messaging.signing import Keyring
+from messaging.transport.coalesce import coalesce_frame_writes
+from messaging.transport.codec import Wire
+from messaging.trust.signing import Keyring
 from participants.payments.contracts import (
     AssessRisk,
     AuthorizePayment,

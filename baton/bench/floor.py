@@ -24,10 +24,10 @@ from baton.bench.baseline import STEPS
 from contracts import envelope as env
 from contracts.events import Lifecycle, SagaEvent
 from contracts.topology import Topology
-from messaging.coalesce import coalesce_frame_writes
-from messaging.codec import Wire
-from messaging.signing import Keyring
-from orchestrator.catalog import saga_id_for
+from messaging.transport.coalesce import coalesce_frame_writes
+from messaging.transport.codec import Wire
+from messaging.trust.signing import Keyring
+from orchestrator.core.catalog import saga_id_for
 
 SAGA = "payment"
 

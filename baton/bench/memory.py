@@ -23,12 +23,12 @@ from rich.console import Console
 from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN
 from baton.runtime import load_catalog
 from messaging.settings import Settings
-from orchestrator.catalog import saga_id_for
-from orchestrator.definition import SagaDefinition
-from orchestrator.effects import ReplyReceived
-from orchestrator.engine import decide, start
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.state import SagaState, SagaStatus
+from orchestrator.core.catalog import saga_id_for
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.effects import ReplyReceived
+from orchestrator.core.engine import decide, start
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.runtime.redis_store import RedisSagaStore
 from participants.payments.contracts import StartTransaction
 
 console = Console(stderr=True)

@@ -42,9 +42,9 @@ from baton.runtime import (
     sealing_env,
     wait_for_consumers,
 )
-from messaging.amqp import Broker
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import ORCHESTRATOR, KeySet
 from participants.payments.contracts import StartTransaction
 
 console = Console(stderr=True)

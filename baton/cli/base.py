@@ -16,7 +16,7 @@ import structlog
 from pydantic import ValidationError
 
 from messaging.errors import SealingKeyError
-from messaging.logs import configure_logging, masked
+from messaging.observability.logs import configure_logging, masked
 from messaging.settings import Settings
 
 

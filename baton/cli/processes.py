@@ -23,9 +23,9 @@ from baton.policies import (
 )
 from baton.runtime import load_catalog, open_broker, open_runtime, stop_on_signals
 from messaging.errors import DefinitionError
-from messaging.health import broker_ready, consumer_alive, serving
-from messaging.otel import enable_otlp
-from messaging.signing import ORCHESTRATOR, Keyring
+from messaging.observability.health import broker_ready, consumer_alive, serving
+from messaging.observability.otel import enable_otlp
+from messaging.trust.signing import ORCHESTRATOR, Keyring
 
 
 @main.command()

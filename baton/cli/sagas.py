@@ -11,8 +11,8 @@ import click
 from baton import operate
 from baton.cli.base import _run, _settings, main
 from messaging.errors import DefinitionError
-from messaging.logs import masked
-from orchestrator.effects import OperatorAction
+from messaging.observability.logs import masked
+from orchestrator.core.effects import OperatorAction
 
 
 @main.command("start")

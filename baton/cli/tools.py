@@ -12,8 +12,8 @@ import click
 
 from baton.cli.base import _run, _settings, main
 from messaging.errors import SealingKeyError
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
-from messaging.signing import KeySet, public_keys_of
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
+from messaging.trust.signing import KeySet, public_keys_of
 
 
 @main.command()

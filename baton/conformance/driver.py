@@ -21,10 +21,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from baton.conformance.report import CheckFailed
 from contracts import envelope as env
 from contracts.pan import mask_pans
-from messaging.amqp import Broker, wire_of
-from messaging.codec import Wire
 from messaging.errors import ContractError
-from messaging.signing import Keyring
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import Wire
+from messaging.trust.signing import Keyring
 
 MAX_SHOWN = 200  # characters of a body a failure message shows
 

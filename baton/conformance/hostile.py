@@ -15,8 +15,8 @@ from baton.conformance import schemas
 from baton.conformance.kit import Kit, Position, without_signature
 from baton.conformance.report import CheckFailed
 from contracts import envelope as env
-from messaging.codec import Wire
-from messaging.signing import KeySet, SigningKey, binary32_up
+from messaging.transport.codec import Wire
+from messaging.trust.signing import KeySet, SigningKey, binary32_up
 
 EXPIRED_S = 3600.0  # how far in the past an expired command's deadline lies
 

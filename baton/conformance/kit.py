@@ -1,7 +1,8 @@
 """What the checks share: fresh saga positions, signed commands built from the samples, the
 participant's replies judged against its contracts, and a barrier.
 
-Every command is built and signed the way the orchestrator builds one (``orchestrator/outbox``):
+Every command is built and signed the way the orchestrator builds one
+(``orchestrator/runtime/outbox``):
 the envelope's headers, message id ``<effect id>.<attempt>``, a deadline rounded up to what
 AMQP carries, signed with the orchestrator's key.
 """
@@ -24,9 +25,9 @@ from contracts import envelope as env
 from contracts.base import StepFailed
 from contracts.envelope import Envelope
 from contracts.registry import ContractRegistry
-from messaging.codec import Wire
-from messaging.signing import Keyring, binary32_up
-from messaging.tracing import new_traceparent
+from messaging.observability.tracing import new_traceparent
+from messaging.transport.codec import Wire
+from messaging.trust.signing import Keyring, binary32_up
 
 DEADLINE_S = 300.0  # a live command's x-baton-deadline: well after any check is over
 Prepare = Callable[[Sample, str], Awaitable[dict[str, Any]]]

@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 
 from baton.conformance.samples import ConformanceUsageError
-from messaging.amqp import Broker
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
+from messaging.trust.signing import KeySet
 
 STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
 STDERR = 2

@@ -35,10 +35,10 @@ from baton.conformance.samples import (
 )
 from baton.conformance.schemas import check_body, package_registry
 from contracts.registry import ContractRegistry
-from messaging.amqp import Broker
 from messaging.errors import SigningKeyError
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring, KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
 
 Check = Callable[[Kit], Awaitable[None]]
 CHECKS: tuple[tuple[str, Check], ...] = (

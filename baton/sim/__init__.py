@@ -1,7 +1,7 @@
 """A deterministic simulation of Baton (design.md §12, style.md 6.3).
 
 The real engine, SDK and payment handlers run on an in-memory broker
-(``messaging.stub_broker``), an in-memory Redis that runs Baton's own Lua scripts
+(``messaging.transport.stub_broker``), an in-memory Redis that runs Baton's own Lua scripts
 (fakeredis with Lua) and a virtual clock, under a storm drawn from one seed: slow handlers,
 concurrent duplicates, lost, duplicated and reordered messages, crashes of any process at
 any moment, outages of the store and the broker of any length, balances around the amount,

@@ -21,7 +21,7 @@ from fakeredis import FakeServer
 from fakeredis.aioredis import FakeAsyncRedisConnection, FakeRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from messaging.stub_broker import StubBroker
+from messaging.transport.stub_broker import StubBroker
 
 CURRENT: contextvars.ContextVar[Host | None] = contextvars.ContextVar("sim_host", default=None)
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from baton.sim.plan import Knobs
 from baton.sim.trace import Trace
 from contracts import envelope as env
-from messaging.codec import Wire
-from messaging.stub_broker import Handler, StubBroker, StubMessage
+from messaging.transport.codec import Wire
+from messaging.transport.stub_broker import Handler, StubBroker, StubMessage
 
 
 class Network:

@@ -18,9 +18,9 @@ from baton.sim import plan as p
 from baton.sim.world import CLIENT, EXPECTED_EXITS, World
 from contracts.envelope import Envelope
 from contracts.money import Money
-from messaging.codec import Wire, encode
 from messaging.errors import BatonError
-from orchestrator.effects import OperatorAction
+from messaging.transport.codec import Wire, encode
+from orchestrator.core.effects import OperatorAction
 from participants.payments.contracts import StartTransaction
 
 ACTIONS = {

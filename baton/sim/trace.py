@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from contracts import envelope as env
-from messaging.codec import Wire
+from messaging.transport.codec import Wire
 
 
 class Trace:

@@ -1,6 +1,6 @@
 """One seed's world: the real processes on an in-memory broker and Redis, and the checks.
 
-Orchestrator replicas run ``orchestrator.runner.Orchestrator`` on ``RedisSagaStore``;
+Orchestrator replicas run ``orchestrator.runtime.runner.Orchestrator`` on ``RedisSagaStore``;
 participants run ``participants.sdk.worker.Worker`` with the real payment handlers, each
 process with its own Redis client, broker connection and signing key. A process that ends
 by itself is restarted with a backoff, as a supervisor would; ``storm.Storm`` crashes them
@@ -35,18 +35,18 @@ from baton.sim.network import Network, SimBroker
 from baton.sim.trace import Trace
 from contracts.events import SagaEvent
 from contracts.topology import Topology
-from messaging.amqp import Broker
-from messaging.codec import Wire
-from messaging.dead_marks import RedisDeadLetterMarks
-from messaging.sealing import Sealer
 from messaging.settings import ParticipantSettings
-from messaging.signing import ORCHESTRATOR, KeySet, SigningKey
-from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import load_definition
-from orchestrator.packages import default_package_paths, load_packages
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.runner import Orchestrator, RunnerConfig
-from orchestrator.sealed_fields import SealedFields, sensitive_fields
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import RedisDeadLetterMarks
+from messaging.trust.sealing import Sealer
+from messaging.trust.signing import ORCHESTRATOR, KeySet, SigningKey
+from orchestrator.core.catalog import Catalog, saga_id_for
+from orchestrator.core.definition import load_definition
+from orchestrator.runtime.packages import default_package_paths, load_packages
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.runner import Orchestrator, RunnerConfig
+from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
 from participants.payments import SERVICES, AccountSeed, Ledger, MerchantSeed
 from participants.payments.ledger import LedgerKeys
 from participants.payments.pci import COMPLIANT, PciService

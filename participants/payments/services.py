@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from messaging.settings import Settings
-from messaging.signing import Keyring
+from messaging.trust.signing import Keyring
 from participants.payments.authorization import authorization_handlers
 from participants.payments.noop import NOOP_SERVICES
 from participants.payments.pci import pci_handlers

@@ -174,6 +174,7 @@ def declared_replies(handler: Handler) -> list[type[Reply]]:
     union = get_origin(returned) in (Union, types.UnionType)
     options = get_args(returned) if union else (returned,)
     return [
-        o for o in options  # a bare ``-> Reply`` names no message
+        o
+        for o in options  # a bare ``-> Reply`` names no message
         if isinstance(o, type) and issubclass(o, Reply) and getattr(o, "KIND", None)
     ]

@@ -172,9 +172,7 @@ async def held(
     A granted lease is renewed while the block runs and released on the way out unless
     ``record`` ended it. Errors of the claim itself propagate (infrastructure).
     """
-    claim, sent = await claim_waiting(
-        inbox, effect_id, compensates=compensates, lease_s=lease_s
-    )
+    claim, sent = await claim_waiting(inbox, effect_id, compensates=compensates, lease_s=lease_s)
     holding = Held(inbox, claim)
     if claim.status is not ClaimStatus.GRANTED:
         yield holding

@@ -21,11 +21,11 @@ import structlog
 
 from contracts.base import Command, Reply, StepFailed
 from contracts.envelope import H_COMPENSATES, H_EFFECT_ID, Envelope
-from messaging.codec import Wire, decode, encode
 from messaging.errors import ContractError, StepRejected, TransientError
+from messaging.observability.tracing import child
 from messaging.settings import ParticipantSettings
-from messaging.signing import ORCHESTRATOR, Keyring
-from messaging.tracing import child
+from messaging.transport.codec import Wire, decode, encode
+from messaging.trust.signing import ORCHESTRATOR, Keyring
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handlers, MessageContext, Route
 from participants.sdk.inbox import ClaimStatus, Held, Inbox, held

@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from messaging.amqp import Broker
-from messaging.dead_marks import RedisDeadLetterMarks
-from messaging.health import broker_ready, consumer_alive, redis_ready, serving
-from messaging.poison import FailureCounts
-from messaging.sealing import Sealer
+from messaging.observability.health import broker_ready, consumer_alive, redis_ready, serving
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring
+from messaging.transport.amqp import Broker
+from messaging.transport.dead_marks import RedisDeadLetterMarks
+from messaging.transport.poison import FailureCounts
+from messaging.trust.sealing import Sealer
+from messaging.trust.signing import ORCHESTRATOR, Keyring
 from participants.sdk.handlers import Handlers
 from participants.sdk.metrics import PrometheusWorkerMetrics
 from participants.sdk.worker import Worker

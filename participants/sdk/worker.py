@@ -26,11 +26,11 @@ from aio_pika.abc import AbstractIncomingMessage
 from redis.asyncio import Redis
 
 from contracts.envelope import Envelope
-from messaging.amqp import Broker, wire_of
 from messaging.errors import ContractError
-from messaging.poison import FailureCounts, counts_as_poison, poison_reason
 from messaging.settings import ParticipantSettings
-from messaging.signing import Keyring
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.poison import FailureCounts, counts_as_poison, poison_reason
+from messaging.trust.signing import Keyring
 from participants.sdk.chaos import Chaos
 from participants.sdk.handlers import Handlers, MessageContext
 from participants.sdk.inbox import Inbox

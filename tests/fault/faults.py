@@ -14,7 +14,7 @@ from uuid import uuid4
 
 from contracts.base import StepFailed
 from contracts.envelope import Envelope
-from messaging.codec import MAX_BODY_BYTES, Wire, encode
+from messaging.transport.codec import MAX_BODY_BYTES, Wire, encode
 from participants.payments.contracts import PaymentAuthorized
 from tests.fault.harness import PARTICIPANTS, Fault, FaultRun
 from tests.support.sagas import payment_definition

@@ -33,12 +33,12 @@ from baton.processes import ProcessGroup
 from baton.runtime import wait_for_consumers
 from contracts.envelope import H_REASON, Envelope
 from contracts.topology import Topology
-from messaging.amqp import Broker
-from messaging.codec import Wire, encode
-from messaging.signing import KeySet
-from orchestrator.catalog import saga_id_for
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.state import SagaState, SagaStatus
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire, encode
+from messaging.trust.signing import KeySet
+from orchestrator.core.catalog import saga_id_for
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.runtime.redis_store import RedisSagaStore
 from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
 from participants.payments.contracts import StartTransaction
 from tests.fault.services import RabbitNode, RedisServer
@@ -140,9 +140,7 @@ class Result:
     def crashed(self) -> bool:
         """A process died or a server restarted: a dead letter may then be copied twice (its
         copy confirmed, the process gone before the mark that recognises a redelivery)."""
-        return any(
-            n and kind.startswith(CRASH_FAULTS) for kind, n in self.faults_injected.items()
-        )
+        return any(n and kind.startswith(CRASH_FAULTS) for kind, n in self.faults_injected.items())
 
     @property
     def ok(self) -> bool:

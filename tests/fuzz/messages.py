@@ -30,9 +30,9 @@ from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.codec import CONTENT_TYPE, MAX_BODY_BYTES, Wire
-from messaging.decoding import RawText
-from messaging.signing import SIGNED, KeySet
+from messaging.transport.codec import CONTENT_TYPE, MAX_BODY_BYTES, Wire
+from messaging.transport.decoding import RawText
+from messaging.trust.signing import SIGNED, KeySet
 from participants.payments.contracts import StartTransaction
 from tests.support import raw_amqp as raw
 from tests.support.sagas import payment_registry

@@ -35,11 +35,11 @@ from pamqp import commands as spec
 from structlog.testing import capture_logs
 
 from baton import deadletters, operate
-from messaging.amqp import Broker, wire_of
-from messaging.health import consumer_alive
-from messaging.poison import POISON_AFTER
+from messaging.observability.health import consumer_alive
 from messaging.settings import Settings
-from messaging.signing import UNAUTHENTIC, KeySet
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.poison import POISON_AFTER
+from messaging.trust.signing import UNAUTHENTIC, KeySet
 from participants.payments import DemoWorld, run_participant, seed_demo_world
 from tests.fuzz.messages import PARTICIPANTS, TAG, Fuzz, Fuzzer
 from tests.integration.harness import Baton, eventually, running_baton

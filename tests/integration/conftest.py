@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE
+from messaging.trust.signing import KeySet
 
 
 @pytest.fixture

@@ -20,19 +20,19 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from contracts.base import Contract, Start
 from contracts.envelope import Envelope
-from messaging.amqp import Broker, wire_of
-from messaging.codec import decode, encode
 from messaging.errors import ContractError
-from messaging.sealing import Sealer
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring, KeySet
-from orchestrator.catalog import Catalog, saga_id_for
-from orchestrator.definition import SagaDefinition
-from orchestrator.definition_registry import DefinitionRegistry
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.runner import Orchestrator, RunnerConfig
-from orchestrator.sealed_fields import SealedFields, sensitive_fields
-from orchestrator.state import SagaState
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import decode, encode
+from messaging.trust.sealing import Sealer
+from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
+from orchestrator.core.catalog import Catalog, saga_id_for
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.state import SagaState
+from orchestrator.runtime.definition_registry import DefinitionRegistry
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.runner import Orchestrator, RunnerConfig
+from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
 from participants.payments.contracts import payment_contracts
 from tests.support.sagas import catalog as catalog_of
 from tests.support.sagas import parse, payment_data

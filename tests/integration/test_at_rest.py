@@ -24,13 +24,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from baton import deadletters, operate
 from contracts import envelope as env
 from contracts.money import Money
-from messaging.amqp import Broker
-from messaging.codec import Wire
-from messaging.dead_marks import RedisDeadLetterMarks
 from messaging.errors import SealedValueError
-from messaging.sealing import Sealer
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import RedisDeadLetterMarks
+from messaging.trust.sealing import Sealer
+from messaging.trust.signing import KeySet
 from participants.payments import AccountSeed, Ledger, MerchantSeed, run_participant
 from participants.payments.contracts import CheckCompliance, StartTransaction
 from participants.payments.pci import COMPLIANT, PciService

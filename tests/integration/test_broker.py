@@ -14,8 +14,8 @@ from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.amqp import Broker, wire_of
-from messaging.codec import Wire, decode, encode
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import Wire, decode, encode
 from participants.payments.contracts import AuthorizePayment, payment_contracts
 from tests.integration.harness import eventually
 

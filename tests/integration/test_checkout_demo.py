@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from contracts.topology import Topology
-from messaging.amqp import Broker
+from messaging.transport.amqp import Broker
 from tests.support.node import npm_installed
 
 pytestmark = pytest.mark.integration

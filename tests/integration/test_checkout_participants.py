@@ -42,11 +42,11 @@ from examples.checkout.seed import (
     FailAt,
     seed,
 )
-from messaging.amqp import Broker, wire_of
-from messaging.codec import decode, encode
 from messaging.errors import StepRejected
 from messaging.settings import ParticipantSettings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import decode, encode
+from messaging.trust.signing import KeySet
 from participants.sdk import MessageContext, Worker
 
 pytestmark = pytest.mark.integration

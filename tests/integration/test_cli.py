@@ -15,15 +15,15 @@ import redis.asyncio as aioredis
 from contracts.money import Money
 from examples.checkout.keys import InventoryKeys
 from examples.checkout.seed import seed as seed_checkout
-from messaging.amqp import Broker, wire_of
-from messaging.codec import decode
 from messaging.settings import Settings, SigningSettings
-from messaging.signing import KeySet
-from orchestrator.catalog import saga_id_for
-from orchestrator.definition import SagaDefinition
-from orchestrator.effects import OperatorAction
-from orchestrator.packages import load_packages
-from orchestrator.state import SagaStatus
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import decode
+from messaging.trust.signing import KeySet
+from orchestrator.core.catalog import saga_id_for
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.effects import OperatorAction
+from orchestrator.core.state import SagaStatus
+from orchestrator.runtime.packages import load_packages
 from participants.payments import DemoWorld, Ledger, run_participant, seed_demo_world
 from tests.integration.harness import eventually, running_baton
 from tests.support.checkout import CHECKOUT_PARTICIPANTS, checkout_participants
@@ -226,8 +226,12 @@ async def test_a_process_without_a_signing_key_refuses_to_start(
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT_PACKAGE, CHECKOUT_PACKAGE = ROOT / "sagas" / "payment", ROOT / "examples" / "checkout"
 BOTH = {"BATON_ORCHESTRATOR__PACKAGES": json.dumps([str(PAYMENT_PACKAGE), str(CHECKOUT_PACKAGE)])}
-PAYMENT_INPUT = {"account_id": "acct-00001", "merchant_id": "merch-001",
-                 "card_token": "tok_demo00000001", "amount": {"minor": 1250, "currency": "EUR"}}
+PAYMENT_INPUT = {
+    "account_id": "acct-00001",
+    "merchant_id": "merch-001",
+    "card_token": "tok_demo00000001",
+    "amount": {"minor": 1250, "currency": "EUR"},
+}
 
 
 async def test_participants_by_app_and_by_package_serve_a_saga_started_from_json(
@@ -349,9 +353,11 @@ async def test_books_checks_each_package_over_its_own_sagas(
         async with checkout_participants(own, every), running_baton(
             broker, redis_client, own, catalog, keys=every
         ) as b:  # fmt: skip
-            sagas = [await b.start(payments.transaction(1)),
-                     await b.start(orders.place_order(1), saga="checkout"),
-                     await b.start(orders.place_order(2, fails_at="inventory"), saga="checkout")]
+            sagas = [
+                await b.start(payments.transaction(1)),
+                await b.start(orders.place_order(1), saga="checkout"),
+                await b.start(orders.place_order(2, fails_at="inventory"), saga="checkout"),
+            ]
             finals = [(await b.final(saga_id))["event"] for saga_id in sagas]  # fmt: skip
         assert finals == ["completed", "completed", "compensated"]
     finally:

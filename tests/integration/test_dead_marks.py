@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from messaging.codec import Wire
-from messaging.dead_marks import (
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import (
     MARK_TTL_S,
     DeadLetterMarks,
     MemoryDeadLetterMarks,

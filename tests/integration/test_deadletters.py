@@ -14,9 +14,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from baton import deadletters
 from contracts import envelope as env
-from messaging.amqp import Broker
-from messaging.codec import Wire
-from messaging.dead_marks import RedisDeadLetterMarks
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import RedisDeadLetterMarks
 from participants.payments.contracts import StartTransaction
 from tests.integration.harness import eventually
 

@@ -25,12 +25,12 @@ from baton import deadletters
 from contracts.base import Contract, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
-from messaging.amqp import Broker
-from messaging.codec import Wire, encode
 from messaging.settings import Settings
-from messaging.signing import Keyring, KeySet, SigningKey
-from orchestrator.engine import effect_id
-from orchestrator.state import SagaState, SagaStatus
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire, encode
+from messaging.trust.signing import Keyring, KeySet, SigningKey
+from orchestrator.core.engine import effect_id
+from orchestrator.core.state import SagaState, SagaStatus
 from participants.payments import DemoWorld, Ledger, run_participant, seed_demo_world
 from participants.payments import contracts as p
 from participants.payments.books import Books

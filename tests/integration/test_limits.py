@@ -16,11 +16,11 @@ from structlog.testing import capture_logs
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.amqp import Broker
-from messaging.codec import encode
-from messaging.health import serving
+from messaging.observability.health import serving
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import encode
+from messaging.trust.signing import KeySet
 from participants.payments import contracts as p
 from participants.payments import run_participant
 from tests.conftest import PARTICIPANTS

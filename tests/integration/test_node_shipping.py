@@ -28,13 +28,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import envelope as env
 from contracts.envelope import Envelope, Phase
 from contracts.topology import Topology
-from messaging.amqp import Broker, dead_letter_context, wire_of
-from messaging.codec import Wire
 from messaging.errors import ContractError
-from messaging.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer
 from messaging.settings import SealingSettings
-from messaging.signing import Keyring, KeySet, SigningKey, binary32_up
-from orchestrator.engine.draft import command_message_id, effect_id
+from messaging.transport.amqp import Broker, dead_letter_context, wire_of
+from messaging.transport.codec import Wire
+from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer
+from messaging.trust.signing import Keyring, KeySet, SigningKey, binary32_up
+from orchestrator.core.engine.draft import command_message_id, effect_id
 from tests.support.node import npm_installed
 
 pytestmark = pytest.mark.integration
@@ -213,7 +213,7 @@ def command(
     keyring: Keyring = ORCHESTRATOR,
     compensates: str = "",
 ) -> Wire:
-    """A command as orchestrator/outbox.py builds one: effect id and message id derived, the
+    """A command as orchestrator/runtime/outbox.py builds one: effect id and message id derived, the
     deadline rounded up to single precision, the body compact JSON, signed."""
     effect = effect_id(saga_id, step, phase)
     envelope = Envelope(

@@ -16,13 +16,13 @@ import redis.asyncio as aioredis
 from contracts.base import Reply, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
-from messaging.amqp import Broker
-from messaging.codec import Wire
 from messaging.errors import DefinitionError
 from messaging.settings import Settings
-from messaging.signing import KeySet
-from orchestrator.engine import effect_id
-from orchestrator.state import SagaStatus, StepStatus
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
+from messaging.trust.signing import KeySet
+from orchestrator.core.engine import effect_id
+from orchestrator.core.state import SagaStatus, StepStatus
 from participants.payments import contracts as p
 from tests.integration.harness import Baton, ScriptedParticipant, eventually, running_baton
 
@@ -243,6 +243,7 @@ async def test_a_saga_whose_definition_is_not_loaded_backs_off_and_blocks_no_oth
     await world["payment"].next()  # the healthy saga's timeout was ticked and it resent
     assert command.envelope.saga_id == healthy
     shard = baton.store.keys.shard(orphan)
+
     async def postponed() -> float | None:
         score = await redis_client.zscore(baton.store.keys.deadlines(shard), orphan)
         now = time.time()

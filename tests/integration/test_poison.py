@@ -22,13 +22,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
-from messaging.amqp import Broker, wire_of
-from messaging.codec import Wire, encode
-from messaging.decoding import RawText
-from messaging.health import consumer_alive
-from messaging.poison import POISON_AFTER
+from messaging.observability.health import consumer_alive
 from messaging.settings import ParticipantSettings, Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import Wire, encode
+from messaging.transport.decoding import RawText
+from messaging.transport.poison import POISON_AFTER
+from messaging.trust.signing import KeySet
 from participants.payments import SERVICES, run_participant
 from participants.payments.contracts import AuthorizePayment
 from participants.sdk import Worker

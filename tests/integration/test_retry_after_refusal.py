@@ -15,12 +15,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts.money import Money
-from messaging.amqp import Broker
 from messaging.errors import StepRejected
 from messaging.settings import ParticipantSettings, Settings
-from messaging.signing import KeySet
-from orchestrator.catalog import Catalog
-from orchestrator.engine import effect_id
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import KeySet
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.engine import effect_id
 from participants.payments import contracts as p
 from participants.sdk import Handlers, MessageContext, Worker
 from tests.integration.harness import ScriptedParticipant, fast_payment, running_baton

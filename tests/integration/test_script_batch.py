@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from orchestrator.script_batch import ScriptBatch
+from orchestrator.runtime.script_batch import ScriptBatch
 
 pytestmark = pytest.mark.integration
 

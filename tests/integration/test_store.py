@@ -12,14 +12,14 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from messaging.codec import Wire
-from messaging.errors import ConcurrencyConflict
-from orchestrator.effects import HistoryEntry
-from orchestrator.keys import KeySpace
-from orchestrator.outbox import OutboxEntry
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.state import SagaState, SagaStatus, StepRecord
-from orchestrator.store import InMemorySagaStore, SagaStore
+from messaging.transport.codec import Wire
+from orchestrator.core.effects import HistoryEntry
+from orchestrator.core.state import SagaState, SagaStatus, StepRecord
+from orchestrator.runtime.errors import ConcurrencyConflict
+from orchestrator.runtime.keys import KeySpace
+from orchestrator.runtime.outbox import OutboxEntry
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.store import InMemorySagaStore, SagaStore
 from tests.conftest import delete_keys
 
 SHARDS = 4  # more than one, so every cross-shard merge is exercised

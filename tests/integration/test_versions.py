@@ -18,18 +18,18 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from messaging.amqp import Broker
 from messaging.errors import DefinitionError
-from messaging.sealing import Sealer, is_sealed
 from messaging.settings import Settings
-from messaging.signing import ORCHESTRATOR, Keyring, KeySet
-from orchestrator.catalog import Catalog
-from orchestrator.definition_registry import DefinitionRegistry, registration
-from orchestrator.keys import KeySpace
-from orchestrator.packages import load_packages
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.runner import Orchestrator
-from orchestrator.state import SagaStatus, StepStatus
+from messaging.transport.amqp import Broker
+from messaging.trust.sealing import Sealer, is_sealed
+from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.state import SagaStatus, StepStatus
+from orchestrator.runtime.definition_registry import DefinitionRegistry, registration
+from orchestrator.runtime.keys import KeySpace
+from orchestrator.runtime.packages import load_packages
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.runner import Orchestrator
 from participants.payments import DemoWorld, run_participant, seed_demo_world
 from tests.integration.harness import Baton, eventually, running_baton
 from tests.support.cli import Result

@@ -22,12 +22,12 @@ from contracts.base import Command, Contract, Reply, StepFailed
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.amqp import Broker, wire_of
-from messaging.codec import Wire, decode, encode
 from messaging.errors import TransientError
+from messaging.observability.tracing import span_id, trace_id
 from messaging.settings import ParticipantSettings
-from messaging.signing import Keyring, KeySet, SigningKey
-from messaging.tracing import span_id, trace_id
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.codec import Wire, decode, encode
+from messaging.trust.signing import Keyring, KeySet, SigningKey
 from participants.payments import SERVICES
 from participants.payments.authorization import AuthorizationService
 from participants.payments.contracts import (
@@ -542,8 +542,10 @@ async def test_concurrent_identical_captures_move_money_iff_the_reply_says_captu
     holds = {f"s{i}": await ledger.authorize(f"s{i}:auth", f"s{i}", "alice", price)
              for i in range(pairs)}  # fmt: skip
     for saga in holds:  # what PCI would have issued: the capture checks it
-        await redis_client.hset(PciKeys(namespace).attestation(f"att_{saga}"),
-                                mapping={"status": "issued", "saga_id": saga, "merchant": "shop"})
+        await redis_client.hset(
+            PciKeys(namespace).attestation(f"att_{saga}"),
+            mapping={"status": "issued", "saga_id": saga, "merchant": "shop"},
+        )
     coin_flip = ParticipantSettings(fail_rate=0.5)
     async with running("transaction", SERVICES["transaction"](redis_client, namespace),
                        worker_broker, redis_client, namespace, coin_flip):  # fmt: skip

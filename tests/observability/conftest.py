@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.trust.signing import KeySet
 
 
 @pytest.fixture

@@ -32,9 +32,9 @@ from baton.processes import ProcessGroup
 from baton.runtime import wait_for_consumers
 from contracts.envelope import Envelope
 from contracts.topology import Topology
-from messaging.amqp import Broker
-from messaging.codec import Wire, encode
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire, encode
+from messaging.trust.signing import KeySet
 from participants.payments import seed_demo_world
 from tests.conftest import PARTICIPANTS, delete_keys
 from tests.observability.stack import (
@@ -193,9 +193,7 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
         # A healthy run with crafted failures at every step, and one undecodable start.
         world = await seed_demo_world(redis, namespace, accounts=20, balance_minor=10**9)
         starts, _ = transactions(world, DemoOptions(sagas=SAGAS, fail_rate=0.5, seed=11))
-        _, progress = await drive(
-            broker, starts, concurrency=20, timeout_s=60, keyring=upstream
-        )
+        _, progress = await drive(broker, starts, concurrency=20, timeout_s=60, keyring=upstream)
         assert progress.done == SAGAS, progress
         await broker.publish(
             upstream.sign(Wire(b"{not json", "payments.start_transaction.v1", uuid4().hex)),
@@ -248,7 +246,8 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
             payment = world.transaction(1000 + n)
             envelope = Envelope(kind=payment.KIND, saga_id="-")
             await broker.publish(
-                upstream.sign(encode(envelope, payment)), exchange="",
+                upstream.sign(encode(envelope, payment)),
+                exchange="",
                 routing_key=topology.start_queue,
             )
         fired: set[str] = set()  # stuck sagas come and go as timeouts retry them: accumulate

@@ -26,15 +26,15 @@ from rich.console import Console
 from baton.top import top
 from contracts.envelope import Envelope
 from contracts.topology import Topology
-from messaging import otel, tracing
-from messaging.amqp import Broker
-from messaging.codec import encode
-from messaging.health import ObservabilityServer, serving
-from messaging.logs import MASK, configure_logging, redact
+from messaging.observability import otel, tracing
+from messaging.observability.health import ObservabilityServer, serving
+from messaging.observability.logs import MASK, configure_logging, redact
 from messaging.settings import ParticipantSettings, Settings
-from messaging.signing import KeySet
-from orchestrator import runner
-from orchestrator.catalog import saga_id_for
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import encode
+from messaging.trust.signing import KeySet
+from orchestrator.core.catalog import saga_id_for
+from orchestrator.runtime import runner
 from participants.payments import SERVICES, seed_demo_world
 from participants.sdk import PrometheusWorkerMetrics, Worker
 from participants.sdk import worker as worker_module

@@ -27,9 +27,9 @@ import redis.asyncio as aioredis
 from baton.access import broker_users, redis_users, user_name
 from baton.definitions import render_definitions
 from contracts.topology import Topology
-from messaging.amqp import Broker
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import KeySet
 from tests.conftest import PARTICIPANTS, delete_keys
 from tests.security.pki import Pki
 from tests.security.servers import RedisServer

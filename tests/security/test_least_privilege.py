@@ -19,13 +19,13 @@ from redis.exceptions import NoPermissionError
 
 from baton import operate
 from contracts.envelope import Envelope
-from messaging.amqp import Broker
-from messaging.codec import Wire
-from messaging.signing import ORCHESTRATOR, KeySet
-from orchestrator.definition_registry import DefinitionRegistry
-from orchestrator.keys import KeySpace
-from orchestrator.redis_store import RedisSagaStore
-from orchestrator.runner import Orchestrator, RunnerConfig
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
+from messaging.trust.signing import ORCHESTRATOR, KeySet
+from orchestrator.runtime.definition_registry import DefinitionRegistry
+from orchestrator.runtime.keys import KeySpace
+from orchestrator.runtime.redis_store import RedisSagaStore
+from orchestrator.runtime.runner import Orchestrator, RunnerConfig
 from participants.payments import run_participant, seed_demo_world
 from participants.sdk.keys import InboxKeys
 from tests.conftest import PARTICIPANTS

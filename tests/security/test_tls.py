@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from messaging.amqp import Broker
-from messaging.codec import Wire
 from messaging.settings import Settings
+from messaging.transport.amqp import Broker
+from messaging.transport.codec import Wire
 from participants.sdk.keys import InboxKeys
 from tests.security.conftest import Deployment, baton, depth
 

@@ -14,7 +14,7 @@ import pytest
 
 from baton.sim import SeedResult, run_seed
 from baton.sim.report import run_seeds
-from orchestrator.engine import draft, sending
+from orchestrator.core.engine import draft, sending
 from participants.payments.ledger import Ledger
 from participants.sdk.inbox import Claim, ClaimStatus
 from participants.sdk.redis_inbox import RedisInbox

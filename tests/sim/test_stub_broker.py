@@ -9,10 +9,15 @@ import pytest
 
 from contracts import envelope as env
 from contracts.topology import Topology
-from messaging.codec import Wire
-from messaging.dead_marks import MemoryDeadLetterMarks
-from messaging.stub_broker import AlreadySettled, BrokerUnavailable, StubBroker, StubMessage
-from messaging.stub_broker.server import H_DEATH_REASON
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import MemoryDeadLetterMarks
+from messaging.transport.stub_broker import (
+    AlreadySettled,
+    BrokerUnavailable,
+    StubBroker,
+    StubMessage,
+)
+from messaging.transport.stub_broker.server import H_DEATH_REASON
 
 T = Topology(namespace="stub.")
 PAYMENT = T.command_queue("payment")

@@ -14,7 +14,7 @@ from baton.asyncapi import BrokerInfo, asyncapi_document
 from contracts.compiler import load_contracts
 from contracts.registry import ContractRegistry
 from contracts.topology import Topology
-from orchestrator.definition import SagaDefinition, load_definition
+from orchestrator.core.definition import SagaDefinition, load_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 # The bundled payment package and the checkout example: parallel groups, conditions, queries.

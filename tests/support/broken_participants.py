@@ -28,9 +28,9 @@ from uuid import uuid4
 from redis.asyncio import Redis
 
 from contracts.base import Reply
-from messaging.amqp import Broker
 from messaging.settings import ParticipantSettings
-from messaging.signing import Keyring
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import Keyring
 from participants.payments.contracts import (
     AuthorizationVoided,
     AuthorizePayment,

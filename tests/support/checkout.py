@@ -27,7 +27,7 @@ from examples.checkout.models import (
 from examples.checkout.participants import PARTICIPANTS
 from messaging.errors import StepRejected
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.trust.signing import KeySet
 from participants.sdk import Handlers, MessageContext, handles
 from participants.sdk.run import HandlersFactory, run_worker
 

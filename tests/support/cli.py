@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from messaging.amqp import Broker
 from messaging.settings import Settings
-from messaging.signing import KeySet
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import KeySet
 from tests.integration.harness import eventually
 
 

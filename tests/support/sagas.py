@@ -7,9 +7,9 @@ from functools import cache
 from typing import Any
 
 from contracts.registry import ContractRegistry
-from orchestrator.catalog import Catalog
-from orchestrator.definition import SagaDefinition, parse_definition
-from orchestrator.packages import Packages, default_package_paths, load_packages
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.definition import SagaDefinition, parse_definition
+from orchestrator.runtime.packages import Packages, default_package_paths, load_packages
 
 
 @cache

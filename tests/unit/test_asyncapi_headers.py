@@ -11,8 +11,8 @@ from jsonschema import Draft7Validator
 
 from baton.asyncapi.headers import HEADER_ROLES, HEADER_TYPES, header_names, headers_schema
 from contracts import envelope as env
-from messaging.codec import encode
-from messaging.signing import KeySet
+from messaging.transport.codec import encode
+from messaging.trust.signing import KeySet
 from participants.payments.contracts import AuthorizePayment
 from tests.support.asyncapi import ROOT
 

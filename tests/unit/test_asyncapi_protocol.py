@@ -22,7 +22,7 @@ def test_the_document_links_the_protocol_it_follows() -> None:
 def test_the_protocol_spells_every_header_as_the_code_does() -> None:
     from contracts import envelope as env
     from contracts.base import StepFailed
-    from messaging.codec import MAX_BODY_BYTES
+    from messaging.transport.codec import MAX_BODY_BYTES
 
     text = (ROOT / PROTOCOL_DOC).read_text()
     headers = [getattr(env, name) for name in dir(env) if name.startswith("H_")]

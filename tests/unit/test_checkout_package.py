@@ -12,7 +12,7 @@ from examples.checkout.invariants import check
 from examples.checkout.models import checkout_contracts
 from examples.checkout.participants import PARTICIPANTS
 from examples.checkout.seed import CheckoutWorld
-from orchestrator.packages import SagaPackage, load_package
+from orchestrator.runtime.packages import SagaPackage, load_package
 
 NODE_PARTICIPANTS = {"shipping"}
 

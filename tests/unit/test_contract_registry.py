@@ -108,7 +108,7 @@ def test_roles() -> None:
 @pytest.mark.parametrize(
     "first",
     ["contracts", "contracts.registry", "contracts.compiler", "contracts.json_schema",
-     "contracts.errors", "messaging", "messaging.codec", "orchestrator.packages",
+     "contracts.errors", "messaging", "messaging.transport.codec", "orchestrator.runtime.packages",
      "participants.sdk"],
 )  # fmt: skip
 def test_any_module_can_be_imported_first(first: str) -> None:

@@ -9,8 +9,8 @@ from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.codec import Wire, decode, encode
 from messaging.errors import ContractError
+from messaging.transport.codec import Wire, decode, encode
 from participants.payments.contracts import AuthorizePayment, StartTransaction, payment_contracts
 from tests.support.sagas import payment_registry
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts import envelope as env
-from messaging.codec import Wire
-from messaging.dead_marks import MARK_KEY, identity, mark_key
+from messaging.transport.codec import Wire
+from messaging.transport.dead_marks import MARK_KEY, identity, mark_key
 
 
 def test_the_message_id_and_body_are_the_identity() -> None:

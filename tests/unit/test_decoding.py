@@ -18,11 +18,11 @@ from pamqp import commands as spec
 from pamqp import encode
 
 from contracts import envelope as env
-from messaging import decoding
-from messaging.amqp import wire_of
-from messaging.codec import Wire, decode
-from messaging.decoding import RawText, Undecoded, safe_headers, tolerate_undecodable
 from messaging.errors import ContractError
+from messaging.transport import decoding
+from messaging.transport.amqp import wire_of
+from messaging.transport.codec import Wire, decode
+from messaging.transport.decoding import RawText, Undecoded, safe_headers, tolerate_undecodable
 from tests.support import raw_amqp as raw
 from tests.support.sagas import payment_registry
 

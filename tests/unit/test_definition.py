@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from messaging.errors import DefinitionError
-from orchestrator.catalog import saga_id_for
-from orchestrator.definition import SagaDefinition, load_definition
+from orchestrator.core.catalog import saga_id_for
+from orchestrator.core.definition import SagaDefinition, load_definition
 from tests.support.sagas import bundled, catalog, parse, payment_data, payment_registry
 
 

@@ -12,17 +12,21 @@ import pytest
 
 from baton.access import redis_users
 from contracts.topology import Topology
-from messaging.amqp import Broker
 from messaging.errors import DefinitionError
-from messaging.signing import ORCHESTRATOR, Keyring
-from orchestrator.catalog import Catalog
-from orchestrator.definition import SagaDefinition
-from orchestrator.definition_registry import RegisteredDefinition, message_kinds, registration
-from orchestrator.keys import KeySpace
-from orchestrator.packages import default_package_paths, load_packages
-from orchestrator.runner import Orchestrator
-from orchestrator.state import SagaState, SagaStatus
-from orchestrator.store import InMemorySagaStore
+from messaging.transport.amqp import Broker
+from messaging.trust.signing import ORCHESTRATOR, Keyring
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.runtime.definition_registry import (
+    RegisteredDefinition,
+    message_kinds,
+    registration,
+)
+from orchestrator.runtime.keys import KeySpace
+from orchestrator.runtime.packages import default_package_paths, load_packages
+from orchestrator.runtime.runner import Orchestrator
+from orchestrator.runtime.store import InMemorySagaStore
 from tests.conftest import PARTICIPANTS
 from tests.support.sagas import catalog, parse, payment_data, payment_definition
 from tests.support.versions import payment_package

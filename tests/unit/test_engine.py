@@ -10,8 +10,8 @@ import pytest
 from contracts.base import StepFailed
 from contracts.envelope import Phase
 from contracts.money import Money
-from orchestrator.definition import RetryPolicy, SagaDefinition
-from orchestrator.effects import (
+from orchestrator.core.definition import RetryPolicy, SagaDefinition
+from orchestrator.core.effects import (
     Decision,
     EmitEvent,
     Event,
@@ -20,8 +20,14 @@ from orchestrator.effects import (
     SendCommand,
     Tick,
 )
-from orchestrator.engine import command_message_id, decide, effect_id, start, timed_out_commands
-from orchestrator.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
+from orchestrator.core.engine import (
+    command_message_id,
+    decide,
+    effect_id,
+    start,
+    timed_out_commands,
+)
+from orchestrator.core.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
 from participants.payments.contracts import StartTransaction
 from tests.support.sagas import parse, payment_definition
 
@@ -30,6 +36,7 @@ def only(state: SagaState) -> Waiting | None:
     """What a saga of a sequential definition waits for (never more than one thing)."""
     assert len(state.waiting) <= 1
     return state.waiting[0] if state.waiting else None
+
 
 PAYMENT = payment_definition()
 AUTHORIZE, RISK, PCI, CAPTURE = (

@@ -10,11 +10,11 @@ import yaml
 
 from contracts.compiler import load_contracts
 from contracts.registry import ContractRegistry
-from orchestrator.definition import SagaDefinition, parse_definition
-from orchestrator.effects import Decision, OperatorAction, ReplyReceived, SendCommand, Tick
-from orchestrator.engine import decide, start
-from orchestrator.engine.explore import explore
-from orchestrator.state import SagaState, SagaStatus, StepStatus
+from orchestrator.core.definition import SagaDefinition, parse_definition
+from orchestrator.core.effects import Decision, OperatorAction, ReplyReceived, SendCommand, Tick
+from orchestrator.core.engine import decide, start
+from orchestrator.core.engine.explore import explore
+from orchestrator.core.state import SagaState, SagaStatus, StepStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = ROOT / "sagas" / "payment"

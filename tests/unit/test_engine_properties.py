@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from contracts.base import StepFailed
 from contracts.envelope import Phase
-from orchestrator.definition import SagaDefinition
-from orchestrator.effects import (
+from orchestrator.core.definition import SagaDefinition
+from orchestrator.core.effects import (
     Decision,
     EmitEvent,
     Event,
@@ -25,8 +25,8 @@ from orchestrator.effects import (
     SendCommand,
     Tick,
 )
-from orchestrator.engine import decide, effect_id, start
-from orchestrator.state import SagaState, SagaStatus, StepStatus
+from orchestrator.core.engine import decide, effect_id, start
+from orchestrator.core.state import SagaState, SagaStatus, StepStatus
 from tests.support.sagas import parse, payment_data
 from tests.unit.test_engine import NOTIFY, PAYMENT, REPLY_BODIES, T0, a_start
 

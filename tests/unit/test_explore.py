@@ -10,8 +10,8 @@ import yaml
 
 from contracts.compiler import load_contracts
 from contracts.registry import ContractRegistry
-from orchestrator.definition import SagaDefinition, parse_definition
-from orchestrator.engine.explore import explore
+from orchestrator.core.definition import SagaDefinition, parse_definition
+from orchestrator.core.engine.explore import explore
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = ROOT / "sagas" / "payment"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, reject
 from hypothesis import strategies as st
 
-from orchestrator.expressions import (
+from orchestrator.core.expressions import (
     MAX_DEPTH,
     MAX_ITEMS,
     MAX_LENGTH,

@@ -31,10 +31,10 @@ from baton.policies import (
     with_credentials,
 )
 from contracts.topology import Topology
-from messaging.codec import MAX_BODY_BYTES
-from messaging.logs import MASK, configure_logging, masked
-from orchestrator.answers import safe_reply_to
-from orchestrator.keys import KeySpace
+from messaging.observability.logs import MASK, configure_logging, masked
+from messaging.transport.codec import MAX_BODY_BYTES
+from orchestrator.core.answers import safe_reply_to
+from orchestrator.runtime.keys import KeySpace
 from participants.payments.ledger import LedgerKeys
 from participants.sdk.keys import InboxKeys
 from tests.conftest import PARTICIPANTS

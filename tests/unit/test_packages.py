@@ -13,7 +13,7 @@ from baton.runtime import load_catalog
 from contracts.base import Start
 from messaging.errors import DefinitionError
 from messaging.settings import Settings
-from orchestrator.packages import (
+from orchestrator.runtime.packages import (
     Manifest,
     default_package_paths,
     load_package,

@@ -137,7 +137,7 @@ def test_baton_start_refuses_a_card_number_without_echoing_it() -> None:
 
 
 def test_a_rejected_start_is_answered_without_a_card_number_as_its_key() -> None:
-    from orchestrator.answers import idempotency_key_of
+    from orchestrator.core.answers import idempotency_key_of
 
     assert idempotency_key_of(f'{{"idempotency_key": "{VISA}"}}'.encode()) == ""
     assert idempotency_key_of(b'{"idempotency_key": "k-1"}') == "k-1"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from contracts.base import Contract
 from contracts.compiler import load_contracts
 from contracts.registry import ContractRegistry, role_of, shape
-from orchestrator.packages import default_package_paths
+from orchestrator.runtime.packages import default_package_paths
 from participants.payments import contracts as typed
 
 PAN = "4111111111111111"

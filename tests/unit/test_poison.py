@@ -11,15 +11,16 @@ import pytest
 import redis.exceptions
 from prometheus_client import CollectorRegistry
 
-from messaging.codec import Wire
-from messaging.errors import ConcurrencyConflict, TransientError
-from messaging.health import ObservabilityServer, consumer_alive
-from messaging.poison import (
+from messaging.errors import TransientError
+from messaging.observability.health import ObservabilityServer, consumer_alive
+from messaging.transport.codec import Wire
+from messaging.transport.poison import (
     STUCK_WINDOW_S,
     FailureCounts,
     counts_as_poison,
     poison_reason,
 )
+from orchestrator.runtime.errors import ConcurrencyConflict
 
 
 class Clock:

@@ -15,7 +15,7 @@ from baton.participants import ParticipantNotFound, locate
 from baton.starting import StartInputError, build_start, minor_units, read_input
 from examples.checkout.participants.inventory import inventory_handlers
 from examples.checkout.seed import REVIEW_MINOR, CheckoutWorld
-from orchestrator.packages import load_packages
+from orchestrator.runtime.packages import load_packages
 from participants.payments.books import BooksReport
 from participants.payments.risk import risk_handlers
 
@@ -39,7 +39,7 @@ def test_a_name_is_found_in_the_configured_packages_then_the_bundled_ones() -> N
     ("app", "says"),
     [("nope_module:f", "cannot import nope_module"), ("a b", "not a module:factory"),
      ("participants.payments.risk:nothing", "has no nothing"),
-     ("orchestrator.packages:MANIFEST", "not callable")],
+     ("orchestrator.runtime.packages:MANIFEST", "not callable")],
 )  # fmt: skip
 def test_a_bad_app_reference_is_refused_in_one_line(app: str, says: str) -> None:
     with pytest.raises(ParticipantNotFound, match=says) as refused:

@@ -15,10 +15,10 @@ import participants.sdk
 from contracts.base import Reply, StepFailed
 from contracts.envelope import H_KEY_ID, H_SIGNATURE, H_SIGNER, Envelope, Phase
 from contracts.money import Money
-from messaging.codec import Wire, encode
 from messaging.errors import StepRejected, TransientError
 from messaging.settings import ParticipantSettings
-from messaging.signing import KeySet
+from messaging.transport.codec import Wire, encode
+from messaging.trust.signing import KeySet
 from participants.payments.contracts import (
     AssessRisk,
     ReleaseRiskExposure,

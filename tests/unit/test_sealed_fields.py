@@ -6,12 +6,12 @@ import pytest
 
 from contracts.money import Money
 from messaging.errors import DefinitionError
-from messaging.sealing import Sealer, generate_key, is_sealed, parse_keys
-from orchestrator.catalog import Catalog
-from orchestrator.effects import ReplyReceived
-from orchestrator.engine import decide, start
-from orchestrator.sealed_fields import SealedFields, sensitive_fields
-from orchestrator.store import InMemorySagaStore
+from messaging.trust.sealing import Sealer, generate_key, is_sealed, parse_keys
+from orchestrator.core.catalog import Catalog
+from orchestrator.core.effects import ReplyReceived
+from orchestrator.core.engine import decide, start
+from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
+from orchestrator.runtime.store import InMemorySagaStore
 from participants.payments.contracts import StartTransaction
 from tests.support.sagas import catalog, parse, payment_data, payment_definition, payment_registry
 

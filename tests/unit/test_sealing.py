@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from baton.cli import main
 from messaging.errors import SealedValueError, SealingKeyError
-from messaging.sealing import (
+from messaging.settings import SealingSettings
+from messaging.trust.sealing import (
     KEYS_VARIABLE,
     Sealer,
     generate_key,
@@ -19,7 +20,6 @@ from messaging.sealing import (
     parse_keys,
     with_new_key,
 )
-from messaging.settings import SealingSettings
 
 OLD, NEW = b"o" * 32, b"n" * 32
 

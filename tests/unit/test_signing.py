@@ -17,10 +17,10 @@ from contracts import envelope as env
 from contracts.events import SagaEvent
 from contracts.money import Money
 from contracts.topology import Topology
-from messaging.codec import MAX_BODY_BYTES, Wire
 from messaging.errors import ContractError, SigningKeyError
 from messaging.settings import Settings, SigningSettings
-from messaging.signing import (
+from messaging.transport.codec import MAX_BODY_BYTES, Wire
+from messaging.trust.signing import (
     SIGNED,
     Keyring,
     KeySet,
@@ -32,9 +32,9 @@ from messaging.signing import (
     render,
     signed_bytes,
 )
-from orchestrator.effects import Decision, EmitEvent, SendCommand
-from orchestrator.engine import start
-from orchestrator.outbox import OutboxEntry, outbox_entries
+from orchestrator.core.effects import Decision, EmitEvent, SendCommand
+from orchestrator.core.engine import start
+from orchestrator.runtime.outbox import OutboxEntry, outbox_entries
 from participants.payments.contracts import StartTransaction
 from tests.support.sagas import payment_definition
 

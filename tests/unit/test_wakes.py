@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.wakes import WakeTimes
+from orchestrator.runtime.wakes import WakeTimes
 
 
 def test_earliest_latest_wake_up_wins() -> None:

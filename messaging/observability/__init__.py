@@ -1,0 +1,2 @@
+"""What a process tells its operators: structured logs, the health and metrics server, W3C
+trace context and its optional OpenTelemetry export."""
