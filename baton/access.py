@@ -21,12 +21,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from baton_sdk.keys import InboxKeys
 from contracts.topology import Topology
 from messaging.transport.dead_marks import MARK_KEY
 from orchestrator.runtime.keys import PREFIX as SAGA_PREFIX
 from participants.payments.ledger import LedgerKeys
 from participants.payments.pci import PciKeys
-from participants.sdk.keys import InboxKeys
 
 NOTHING = "^$"  # a permission regex no name matches
 DEFAULT_EXCHANGE = "amq.default"  # what publishing to the "" exchange is checked against

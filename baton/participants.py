@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton_sdk.run import HandlersFactory
 from messaging.errors import DefinitionError
 from orchestrator.runtime.packages import REFERENCE, default_package_paths, read_manifest
-from participants.sdk.run import HandlersFactory
 
 
 class ParticipantNotFound(ValueError):

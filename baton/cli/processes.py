@@ -97,7 +97,7 @@ def participant(
     Exit 2 when NAME, --app or --package names nothing runnable.
     """
     from baton.participants import ParticipantNotFound, locate  # noqa: PLC0415 - composition root
-    from participants.sdk.run import run_worker  # noqa: PLC0415
+    from baton_sdk.run import run_worker  # noqa: PLC0415
 
     settings = _settings(ctx)
     try:

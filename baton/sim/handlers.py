@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.sim.trace import Trace
+from baton_sdk import Handler, Handlers, MessageContext
 from contracts.base import Reply
 from messaging.errors import StepRejected
-from participants.sdk import Handler, Handlers, MessageContext
 
 MONEY_MOVERS = frozenset({"payment", "transaction"})
 STEP_TIMEOUT_S = 5.0  # the payment definition's timeout_s for every step

@@ -1,7 +1,7 @@
 """One seed's world: the real processes on an in-memory broker and Redis, and the checks.
 
 Orchestrator replicas run ``orchestrator.runtime.runner.Orchestrator`` on ``RedisSagaStore``;
-participants run ``participants.sdk.worker.Worker`` with the real payment handlers, each
+participants run ``baton_sdk.worker.Worker`` with the real payment handlers, each
 process with its own Redis client, broker connection and signing key. A process that ends
 by itself is restarted with a backoff, as a supervisor would; ``storm.Storm`` crashes them
 on purpose. The books are checked after every call that may move money.
@@ -33,6 +33,7 @@ from baton.sim.hosts import Gate, Host
 from baton.sim.invariants import money_now, read_books
 from baton.sim.network import Network, SimBroker
 from baton.sim.trace import Trace
+from baton_sdk import Worker
 from contracts.events import SagaEvent
 from contracts.topology import Topology
 from messaging.settings import ParticipantSettings
@@ -51,7 +52,6 @@ from participants.payments import SERVICES, AccountSeed, Ledger, MerchantSeed
 from participants.payments.ledger import LedgerKeys
 from participants.payments.pci import COMPLIANT, PciService
 from participants.payments.risk import RiskService
-from participants.sdk import Worker
 
 NAMESPACE = "sim."
 CLIENT = "client"  # the upstream system's signer name

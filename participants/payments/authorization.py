@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from participants.payments.contracts import (
     AuthorizationVoided,
     AuthorizePayment,
@@ -12,7 +13,6 @@ from participants.payments.contracts import (
     payment_contracts,
 )
 from participants.payments.ledger import Ledger
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class AuthorizationService:

@@ -12,11 +12,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from baton_sdk import MessageContext
 from contracts.money import Money
 from participants.payments.contracts import CheckCompliance
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
 from participants.payments.pci import COMPLIANT, PciService
-from participants.sdk import MessageContext
 
 ACCOUNT = "conformance-acct"
 MERCHANT = "conformance-shop"

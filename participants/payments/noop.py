@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handler, Handlers, MessageContext
 from contracts.base import Command, Reply
 from participants.payments.contracts import (
     AssessRisk,
@@ -30,7 +31,6 @@ from participants.payments.contracts import (
     VoidAuthorization,
     payment_contracts,
 )
-from participants.sdk import Handler, Handlers, MessageContext
 
 # Per participant: (command, the success reply built from the command's context).
 _ANSWERS: dict[str, tuple[tuple[type[Command], Callable[[MessageContext], Reply]], ...]] = {

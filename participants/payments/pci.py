@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from messaging.errors import StepRejected
 from participants.payments import scripts
 from participants.payments.contracts import (
@@ -28,7 +29,6 @@ from participants.payments.contracts import (
     payment_contracts,
 )
 from participants.payments.ledger import BOOKS_SLOT, derive_id
-from participants.sdk import Handlers, MessageContext, handles
 
 COMPLIANT = "compliant"
 TOKEN_SHAPE = re.compile(r"tok_[A-Za-z0-9]{8,64}")

@@ -29,6 +29,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.money import CURRENCY_EXPONENTS, Money
 from messaging.errors import StepRejected
 from participants.payments import scripts
@@ -39,7 +40,6 @@ from participants.payments.contracts import (
     RiskExposureReleased,
     payment_contracts,
 )
-from participants.sdk import Handlers, MessageContext, handles
 
 Bands = tuple[tuple[int, int], ...]  # (upper bound in major units, exclusive; points)
 

@@ -1,6 +1,6 @@
 """The four payment participants by name, and the process that runs one of them.
 
-The process itself is the SDK's (``participants.sdk.run``), the same for every saga; what is
+The process itself is the SDK's (``baton_sdk.run``), the same for every saga; what is
 payment-specific here is the names and, for ``baton bench``, the no-op stand-ins.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from baton_sdk.run import HandlersFactory, participant_keyring, run_worker
 from messaging.settings import Settings
 from messaging.trust.signing import Keyring
 from participants.payments.authorization import authorization_handlers
@@ -15,7 +16,6 @@ from participants.payments.noop import NOOP_SERVICES
 from participants.payments.pci import pci_handlers
 from participants.payments.risk import risk_handlers
 from participants.payments.transaction import transaction_handlers
-from participants.sdk.run import HandlersFactory, participant_keyring, run_worker
 
 __all__ = ["NOOP_SERVICES", "SERVICES", "participant_keyring", "run_participant"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from participants.payments.contracts import (
     CaptureTransaction,
     TransactionCaptured,
@@ -17,7 +18,6 @@ from participants.payments.contracts import (
 )
 from participants.payments.ledger import Ledger
 from participants.payments.pci import PciKeys
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class TransactionService:

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractIncomingMessage
 
+from baton_sdk import MessageContext, Worker
 from contracts import envelope as env
 from contracts.base import Command, Contract, StepFailed
 from contracts.envelope import Envelope
@@ -47,7 +48,6 @@ from messaging.settings import ParticipantSettings
 from messaging.transport.amqp import Broker, wire_of
 from messaging.transport.codec import decode, encode
 from messaging.trust.signing import KeySet
-from participants.sdk import MessageContext, Worker
 
 pytestmark = pytest.mark.integration
 

@@ -27,12 +27,12 @@ import yaml
 
 from baton.conformance import CHECKS, Options, run_conformance
 from baton.conformance.samples import REPOSITORY, hook, load_samples
+from baton_sdk import Worker
 from contracts.topology import Topology
 from messaging.settings import ParticipantSettings, Settings
 from messaging.transport.amqp import Broker
 from messaging.trust.signing import KeySet
 from participants.payments import run_participant
-from participants.sdk import Worker
 from tests.support.broken_participants import BROKEN, running
 from tests.support.node import npm_installed
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from baton_sdk import MessageContext
 from contracts.envelope import Phase
 from contracts.money import Money
 from messaging.errors import StepRejected
@@ -24,7 +25,6 @@ from participants.payments.ledger import Ledger
 from participants.payments.pci import COMPLIANT, PciKeys, PciService
 from participants.payments.risk import RiskService
 from participants.payments.transaction import TransactionService
-from participants.sdk import MessageContext
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractIncomingMessage
 
+from baton_sdk import Worker
 from contracts import envelope as env
 from contracts.envelope import Envelope
 from contracts.money import Money
@@ -31,7 +32,6 @@ from messaging.transport.poison import POISON_AFTER
 from messaging.trust.signing import KeySet
 from participants.payments import SERVICES, run_participant
 from participants.payments.contracts import AuthorizePayment
-from participants.sdk import Worker
 from tests.integration.harness import eventually, running_baton
 from tests.support import raw_amqp as raw
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from baton_sdk import Handlers, MessageContext, Worker
 from contracts.money import Money
 from messaging.errors import StepRejected
 from messaging.settings import ParticipantSettings, Settings
@@ -22,7 +23,6 @@ from messaging.trust.signing import KeySet
 from orchestrator.core.catalog import Catalog
 from orchestrator.core.engine import effect_id
 from participants.payments import contracts as p
-from participants.sdk import Handlers, MessageContext, Worker
 from tests.integration.harness import ScriptedParticipant, fast_payment, running_baton
 from tests.support.sagas import catalog, parse
 

@@ -17,6 +17,16 @@ import redis.exceptions
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 
+from baton_sdk import (
+    Claim,
+    Handlers,
+    Inbox,
+    InboxKeys,
+    MessageContext,
+    PrometheusWorkerMetrics,
+    RedisInbox,
+    Worker,
+)
 from contracts import envelope as env
 from contracts.base import Command, Contract, Reply, StepFailed
 from contracts.envelope import Envelope
@@ -43,16 +53,6 @@ from participants.payments.contracts import (
 )
 from participants.payments.ledger import AccountSeed, Ledger, MerchantSeed
 from participants.payments.pci import PciKeys
-from participants.sdk import (
-    Claim,
-    Handlers,
-    Inbox,
-    InboxKeys,
-    MessageContext,
-    PrometheusWorkerMetrics,
-    RedisInbox,
-    Worker,
-)
 
 pytestmark = pytest.mark.integration
 

@@ -24,6 +24,8 @@ from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from baton.top import top
+from baton_sdk import PrometheusWorkerMetrics, Worker
+from baton_sdk import worker as worker_module
 from contracts.envelope import Envelope
 from contracts.topology import Topology
 from messaging.observability import otel, tracing
@@ -36,8 +38,6 @@ from messaging.trust.signing import KeySet
 from orchestrator.core.catalog import saga_id_for
 from orchestrator.runtime import runner
 from participants.payments import SERVICES, seed_demo_world
-from participants.sdk import PrometheusWorkerMetrics, Worker
-from participants.sdk import worker as worker_module
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import running_baton
 from tests.observability.stack import http_get

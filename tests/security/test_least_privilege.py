@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from redis.exceptions import NoPermissionError
 
 from baton import operate
+from baton_sdk.keys import InboxKeys
 from contracts.envelope import Envelope
 from messaging.transport.amqp import Broker
 from messaging.transport.codec import Wire
@@ -27,7 +28,6 @@ from orchestrator.runtime.keys import KeySpace
 from orchestrator.runtime.redis_store import RedisSagaStore
 from orchestrator.runtime.runner import Orchestrator, RunnerConfig
 from participants.payments import run_participant, seed_demo_world
-from participants.sdk.keys import InboxKeys
 from tests.conftest import PARTICIPANTS
 from tests.integration.harness import eventually
 from tests.security.conftest import Deployment, baton, depth

@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from baton_sdk.keys import InboxKeys
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.transport.codec import Wire
-from participants.sdk.keys import InboxKeys
 from tests.security.conftest import Deployment, baton, depth
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ import pytest
 
 from baton.sim import SeedResult, run_seed
 from baton.sim.report import run_seeds
+from baton_sdk.inbox import Claim, ClaimStatus
+from baton_sdk.redis_inbox import RedisInbox
 from orchestrator.core.engine import draft, sending
 from participants.payments.ledger import Ledger
-from participants.sdk.inbox import Claim, ClaimStatus
-from participants.sdk.redis_inbox import RedisInbox
 
 SEEDS = int(os.environ.get("BATON_SIM_SEEDS", "200"))
 MONEY = ("holds_left", "live holds", "captured twice", "double_captures", "not conserved",

@@ -27,6 +27,8 @@ from uuid import uuid4
 
 from redis.asyncio import Redis
 
+from baton_sdk import Claim, ClaimStatus, Handler, Handlers, Inbox, MessageContext, Worker
+from baton_sdk.memory_inbox import MemoryInbox
 from contracts.base import Reply
 from messaging.settings import ParticipantSettings
 from messaging.transport.amqp import Broker
@@ -38,8 +40,6 @@ from participants.payments.contracts import (
     VoidAuthorization,
 )
 from participants.payments.ledger import derive_id
-from participants.sdk import Claim, ClaimStatus, Handler, Handlers, Inbox, MessageContext, Worker
-from participants.sdk.memory_inbox import MemoryInbox
 
 STOP_S = 15.0
 

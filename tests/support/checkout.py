@@ -1,7 +1,7 @@
 """The checkout saga's participants running in the test's process, on the real broker and Redis.
 
 The five Python participants are the package's own factories, each in the SDK's process
-(``participants.sdk.run.run_worker``). The sixth, shipping, is Node.js in the package; here a
+(``baton_sdk.run.run_worker``). The sixth, shipping, is Node.js in the package; here a
 Python stand-in writes the shipment hash the checkout README agrees on, so the package's
 invariants read it as they read the Node participant's.
 """
@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
+from baton_sdk.run import HandlersFactory, run_worker
 from contracts.base import Reply
 from examples.checkout.keys import ShipmentKeys
 from examples.checkout.models import (
@@ -28,8 +30,6 @@ from examples.checkout.participants import PARTICIPANTS
 from messaging.errors import StepRejected
 from messaging.settings import Settings
 from messaging.trust.signing import KeySet
-from participants.sdk import Handlers, MessageContext, handles
-from participants.sdk.run import HandlersFactory, run_worker
 
 CHECKOUT_PARTICIPANTS = ("inventory", "fraud", "review", "wallet", "shipping", "notification")
 

@@ -109,7 +109,7 @@ def test_roles() -> None:
     "first",
     ["contracts", "contracts.registry", "contracts.compiler", "contracts.json_schema",
      "contracts.errors", "messaging", "messaging.transport.codec", "orchestrator.runtime.packages",
-     "participants.sdk"],
+     "baton_sdk"],
 )  # fmt: skip
 def test_any_module_can_be_imported_first(first: str) -> None:
     """contracts.errors imports messaging, which imports contracts: no cycle may bite."""

@@ -3,6 +3,7 @@ without any module-level list of messages."""
 
 from __future__ import annotations
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply, StepFailed
 from participants.payments.contracts import (
     AssessRisk,
@@ -12,7 +13,6 @@ from participants.payments.contracts import (
     VoidAuthorization,
     payment_contracts,
 )
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class Scorer:

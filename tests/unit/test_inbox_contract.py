@@ -8,13 +8,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from baton_sdk import Claim, ClaimStatus, Inbox, InboxKeys, MemoryInbox, RedisInbox, held
 from contracts.base import StepFailed
 from participants.payments.contracts import (
     AuthorizationVoided,
     PaymentAuthorized,
     payment_contracts,
 )
-from participants.sdk import Claim, ClaimStatus, Inbox, InboxKeys, MemoryInbox, RedisInbox, held
 
 LEASE_S = 5.0
 TTL_S = 3600

@@ -30,13 +30,13 @@ from baton.policies import (
     vhost_of,
     with_credentials,
 )
+from baton_sdk.keys import InboxKeys
 from contracts.topology import Topology
 from messaging.observability.logs import MASK, configure_logging, masked
 from messaging.transport.codec import MAX_BODY_BYTES
 from orchestrator.core.answers import safe_reply_to
 from orchestrator.runtime.keys import KeySpace
 from participants.payments.ledger import LedgerKeys
-from participants.sdk.keys import InboxKeys
 from tests.conftest import PARTICIPANTS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,22 +11,8 @@ from typing import Any, NoReturn
 import pytest
 import redis.exceptions
 
-import participants.sdk
-from contracts.base import Reply, StepFailed
-from contracts.envelope import H_KEY_ID, H_SIGNATURE, H_SIGNER, Envelope, Phase
-from contracts.money import Money
-from messaging.errors import StepRejected, TransientError
-from messaging.settings import ParticipantSettings
-from messaging.transport.codec import Wire, encode
-from messaging.trust.signing import KeySet
-from participants.payments.contracts import (
-    AssessRisk,
-    ReleaseRiskExposure,
-    RiskAssessed,
-    RiskExposureReleased,
-    payment_contracts,
-)
-from participants.sdk import (
+import baton_sdk
+from baton_sdk import (
     Chaos,
     Claim,
     DeadLetter,
@@ -40,6 +26,20 @@ from participants.sdk import (
     Responder,
     Verdict,
     handles,
+)
+from contracts.base import Reply, StepFailed
+from contracts.envelope import H_KEY_ID, H_SIGNATURE, H_SIGNER, Envelope, Phase
+from contracts.money import Money
+from messaging.errors import StepRejected, TransientError
+from messaging.settings import ParticipantSettings
+from messaging.transport.codec import Wire, encode
+from messaging.trust.signing import KeySet
+from participants.payments.contracts import (
+    AssessRisk,
+    ReleaseRiskExposure,
+    RiskAssessed,
+    RiskExposureReleased,
+    payment_contracts,
 )
 
 
@@ -198,11 +198,11 @@ async def scored(cmd: AssessRisk, ctx: MessageContext) -> Reply:
 
 
 def test_the_package_exports_what_it_defines() -> None:
-    for name in participants.sdk.__all__:
-        assert hasattr(participants.sdk, name), name
-    public = {n for n in vars(participants.sdk) if not n.startswith("_")}
-    modules = {n for n in public if type(getattr(participants.sdk, n)).__name__ == "module"}
-    assert public - modules == set(participants.sdk.__all__)
+    for name in baton_sdk.__all__:
+        assert hasattr(baton_sdk, name), name
+    public = {n for n in vars(baton_sdk) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(baton_sdk, n)).__name__ == "module"}
+    assert public - modules == set(baton_sdk.__all__)
 
 
 async def test_concurrent_duplicates_never_run_the_handler_in_parallel() -> None:

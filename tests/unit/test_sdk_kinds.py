@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import pytest
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Command, Reply
 from contracts.registry import ContractRegistry
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class Ship(Command):

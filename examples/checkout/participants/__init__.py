@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers
 from examples.checkout.participants.fraud import fraud_handlers
 from examples.checkout.participants.inventory import inventory_handlers
 from examples.checkout.participants.notification import notification_handlers
 from examples.checkout.participants.payment import payment_handlers
 from examples.checkout.participants.review import review_handlers
-from participants.sdk import Handlers
 
 PARTICIPANTS: dict[str, Callable[[Redis, str], Handlers]] = {
     "inventory": inventory_handlers,

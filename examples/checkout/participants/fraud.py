@@ -17,11 +17,11 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply
 from contracts.money import Money
 from examples.checkout.models import ORDER_SCREENED, SCREEN_ORDER, checkout_contracts, reply
 from messaging.errors import StepRejected
-from participants.sdk import Handlers, MessageContext, handles
 
 THRESHOLD = 80
 CUSTOMER_SPREAD = 30  # the customer part of the score: 0 .. 29

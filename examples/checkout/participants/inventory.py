@@ -16,6 +16,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply
 from examples.checkout.keys import InventoryKeys
 from examples.checkout.models import (
@@ -28,7 +29,6 @@ from examples.checkout.models import (
 )
 from examples.checkout.participants import scripts
 from examples.checkout.participants.records import DEFAULT_TTL_S, derive_id, outcome, text
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class ReserveInventory(Protocol):

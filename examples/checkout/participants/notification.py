@@ -12,6 +12,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply
 from examples.checkout.keys import NotificationKeys
 from examples.checkout.models import (
@@ -22,7 +23,6 @@ from examples.checkout.models import (
 )
 from examples.checkout.participants import scripts
 from examples.checkout.participants.records import derive_id, text
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class SendConfirmation(Protocol):

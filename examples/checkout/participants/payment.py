@@ -25,6 +25,7 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply
 from contracts.money import Money
 from examples.checkout.keys import WalletKeys
@@ -40,7 +41,6 @@ from examples.checkout.models import (
 )
 from examples.checkout.participants import scripts
 from examples.checkout.participants.records import DEFAULT_TTL_S, derive_id, outcome, text
-from participants.sdk import Handlers, MessageContext, handles
 
 
 class AccountSeed(BaseModel):

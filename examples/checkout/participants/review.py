@@ -12,11 +12,11 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from baton_sdk import Handlers, MessageContext, handles
 from contracts.base import Reply
 from contracts.money import Money
 from examples.checkout.models import ORDER_REVIEWED, REVIEW_ORDER, checkout_contracts, reply
 from messaging.errors import StepRejected
-from participants.sdk import Handlers, MessageContext, handles
 
 REVIEWER = "auto-review"
 DECLINED_PREFIX = "blocked-"

@@ -3,7 +3,7 @@
  * The effect-id inbox on Redis (docs/protocol.md "For implementers in another language"):
  * claim, renew, record, release, each one Lua script, so each step is atomic.
  *
- * The key layout is the Python SDK's (participants/sdk/keys.py), so Baton's Redis ACL pattern
+ * The key layout is the Python SDK's (baton_sdk/keys.py), so Baton's Redis ACL pattern
  * `<ns>participant:{shipping}:*` (docs/operations.md) and its tools cover this participant too:
  *
  *   <ns>participant:{shipping}:inbox:<effect id>   the final outcome (JSON {kind, body}), ttl

@@ -7,7 +7,7 @@
  *   redeliver {afterS, outcome}  hold the delivery afterS seconds, then nack with requeue
  *   drop      {outcome}          ack without a reply (expired)
  *
- * Outcomes are the labels of the Python SDK's canonical log line (participants/sdk/protocol.py):
+ * Outcomes are the labels of the Python SDK's canonical log line (baton_sdk/protocol.py):
  * ok, rejected, error, duplicate, cancelled, expired, retry, busy.
  */
 const { performance } = require('node:perf_hooks');

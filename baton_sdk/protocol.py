@@ -19,6 +19,9 @@ from enum import StrEnum
 import redis.exceptions
 import structlog
 
+from baton_sdk.chaos import Chaos
+from baton_sdk.handlers import Handlers, MessageContext, Route
+from baton_sdk.inbox import ClaimStatus, Held, Inbox, held
 from contracts.base import Command, Reply, StepFailed
 from contracts.envelope import H_COMPENSATES, H_EFFECT_ID, Envelope
 from messaging.errors import ContractError, StepRejected, TransientError
@@ -26,9 +29,6 @@ from messaging.observability.tracing import child
 from messaging.settings import ParticipantSettings
 from messaging.transport.codec import Wire, decode, encode
 from messaging.trust.signing import ORCHESTRATOR, Keyring
-from participants.sdk.chaos import Chaos
-from participants.sdk.handlers import Handlers, MessageContext, Route
-from participants.sdk.inbox import ClaimStatus, Held, Inbox, held
 
 log = structlog.get_logger(__name__)
 

@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from baton_sdk.handlers import Handlers
+from baton_sdk.metrics import PrometheusWorkerMetrics
+from baton_sdk.worker import Worker
 from messaging.observability.health import broker_ready, consumer_alive, redis_ready, serving
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
@@ -21,9 +24,6 @@ from messaging.transport.dead_marks import RedisDeadLetterMarks
 from messaging.transport.poison import FailureCounts
 from messaging.trust.sealing import Sealer
 from messaging.trust.signing import ORCHESTRATOR, Keyring
-from participants.sdk.handlers import Handlers
-from participants.sdk.metrics import PrometheusWorkerMetrics
-from participants.sdk.worker import Worker
 
 HandlersFactory = Callable[[Redis, str], Handlers]
 

@@ -1,12 +1,12 @@
 """The worker SDK: a participant team depends on ``contracts`` and this package alone."""
 
-from participants.sdk.chaos import Chaos
-from participants.sdk.handlers import Handler, Handlers, MessageContext, handles
-from participants.sdk.inbox import Claim, ClaimStatus, Held, Inbox, held
-from participants.sdk.keys import InboxKeys
-from participants.sdk.memory_inbox import MemoryInbox
-from participants.sdk.metrics import NoMetrics, PrometheusWorkerMetrics, WorkerMetrics
-from participants.sdk.protocol import (
+from baton_sdk.chaos import Chaos
+from baton_sdk.handlers import Handler, Handlers, MessageContext, handles
+from baton_sdk.inbox import Claim, ClaimStatus, Held, Inbox, held
+from baton_sdk.keys import InboxKeys
+from baton_sdk.memory_inbox import MemoryInbox
+from baton_sdk.metrics import NoMetrics, PrometheusWorkerMetrics, WorkerMetrics
+from baton_sdk.protocol import (
     Accepted,
     DeadLetter,
     Drop,
@@ -17,8 +17,8 @@ from participants.sdk.protocol import (
     Verdict,
     accept,
 )
-from participants.sdk.redis_inbox import RedisInbox
-from participants.sdk.worker import Worker
+from baton_sdk.redis_inbox import RedisInbox
+from baton_sdk.worker import Worker
 
 __all__ = [
     "Accepted",

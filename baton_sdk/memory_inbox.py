@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from baton_sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
 from contracts.base import Reply
-from participants.sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
 
 DEFAULT_TTL_S = 30 * 24 * 3600
 

@@ -25,17 +25,11 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from redis.asyncio import Redis
 
-from contracts.envelope import Envelope
-from messaging.errors import ContractError
-from messaging.settings import ParticipantSettings
-from messaging.transport.amqp import Broker, wire_of
-from messaging.transport.poison import FailureCounts, counts_as_poison, poison_reason
-from messaging.trust.signing import Keyring
-from participants.sdk.chaos import Chaos
-from participants.sdk.handlers import Handlers, MessageContext
-from participants.sdk.inbox import Inbox
-from participants.sdk.metrics import NoMetrics, WorkerMetrics
-from participants.sdk.protocol import (
+from baton_sdk.chaos import Chaos
+from baton_sdk.handlers import Handlers, MessageContext
+from baton_sdk.inbox import Inbox
+from baton_sdk.metrics import NoMetrics, WorkerMetrics
+from baton_sdk.protocol import (
     DeadLetter,
     Drop,
     Outcome,
@@ -46,7 +40,13 @@ from participants.sdk.protocol import (
     accept,
     reply_wire,
 )
-from participants.sdk.redis_inbox import RedisInbox
+from baton_sdk.redis_inbox import RedisInbox
+from contracts.envelope import Envelope
+from messaging.errors import ContractError
+from messaging.settings import ParticipantSettings
+from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.poison import FailureCounts, counts_as_poison, poison_reason
+from messaging.trust.signing import Keyring
 
 __all__ = ["Outcome", "Worker"]
 

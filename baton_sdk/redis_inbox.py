@@ -12,10 +12,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from baton_sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
+from baton_sdk.keys import InboxKeys
 from contracts.base import Reply
 from contracts.registry import ContractLookup
-from participants.sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
-from participants.sdk.keys import InboxKeys
 
 # KEYS: outcome of the effect id, lease of the subject, tombstone of the effect id, fence
 # ARGV: lease ms, forward flag ("1" or ""), the cancelled outcome, outcome ttl seconds
