@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q -p no:cacheprovider
 # Only suites that exist: pytest fails on a missing path, and others add them over time.
-TEST_DIRS := $(wildcard tests/unit tests/sim tests/integration tests/security tests/fuzz tests/fault tests/observability tests/bench)
+TEST_DIRS := $(wildcard tests/unit tests/sim tests/runner tests/integration tests/security tests/fuzz tests/fault tests/observability tests/console tests/bench)
 PACKAGES  := contracts messaging orchestrator participants baton_sdk baton examples sagas
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

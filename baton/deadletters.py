@@ -42,7 +42,7 @@ class DeadLetter:
         }
 
 
-def _text(headers: Mapping[str, Any], name: str) -> str:
+def _header_shown(headers: Mapping[str, Any], name: str) -> str:
     """A header as text, whatever its AMQP type (``wire_of`` made every value safe)."""
     value = headers.get(name)
     if value is None:
@@ -77,13 +77,13 @@ def describe(message: AbstractIncomingMessage, default_source: str) -> DeadLette
     return DeadLetter(
         message_id=_printable(wire.message_id or ""),
         kind=_printable(wire.kind or ""),
-        saga_id=_printable(_text(headers, env.H_SAGA_ID) or (wire.correlation_id or "")),
-        source_queue=_text(headers, env.H_SOURCE_QUEUE) or default_source,
-        reason=_printable(_text(headers, env.H_REASON) or "rejected by the broker"),
+        saga_id=_printable(_header_shown(headers, env.H_SAGA_ID) or (wire.correlation_id or "")),
+        source_queue=_header_shown(headers, env.H_SOURCE_QUEUE) or default_source,
+        reason=_printable(_header_shown(headers, env.H_REASON) or "rejected by the broker"),
         size=len(wire.body),
         # a sealed copy's body differs from copy to copy (a fresh nonce): go by its id then
         identity=f"id:{wire.message_id}" if wire.message_id else identity(wire),
-        sealed=_text(headers, env.H_SEALED),
+        sealed=_header_shown(headers, env.H_SEALED),
     )
 
 

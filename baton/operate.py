@@ -154,7 +154,10 @@ async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
         state = await store.load(saga_id)
         history = await store.history(saga_id)
     if state is None:
-        click.echo(f"no saga {saga_id} (unknown, or expired after its retention)", err=True)
+        click.echo(
+            f"baton status: no saga {saga_id} (unknown, or expired after its retention)",
+            err=True,
+        )
         return 1
     hidden = await hidden_fields(settings, state, catalog)
     secrets = _secrets(state, hidden)
@@ -244,6 +247,21 @@ async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
     return 1 if total else 0
 
 
+UNKNOWN_VERSION_HINT = (
+    "; this configuration does not load that version and no orchestrator registered it in"
+    " Redis: run this command where BATON_ORCHESTRATOR__PACKAGES names its saga package, or"
+    " start an orchestrator that runs it (it registers its versions), then try again"
+)
+
+
+def _refusal(exc: BatonError) -> str:
+    """Why an operator action was refused, with what to do when the saga's version is
+    unknown here (``baton.versions.catalog_for`` found it neither loaded nor registered)."""
+    if isinstance(exc, ContractError) and exc.reason == "unknown_definition":
+        return f"saga runs on {exc.detail}{UNKNOWN_VERSION_HINT}"
+    return masked(str(exc))
+
+
 async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
     """Apply an operator action through the same path as any other event, on the saga's
     own definition version: the registered one when this configuration does not load it."""
@@ -251,7 +269,7 @@ async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
         try:
             decision = await rt.orchestrator.apply(saga_id, action)
         except BatonError as exc:
-            click.echo(str(exc), err=True)
+            click.echo(f"baton {action.action}: {_refusal(exc)}", err=True)
             return 1
     if decision.ignored:
         click.echo(

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
@@ -25,6 +26,8 @@ from orchestrator.runtime.packages import Packages, default_package_paths, load_
 from orchestrator.runtime.redis_store import RedisSagaStore
 from orchestrator.runtime.runner import Orchestrator, RunnerConfig
 from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
+
+CONNECT_TIMEOUT_S = 10.0  # a server that accepts nothing, not even a refusal, fails in this
 
 
 def load_saga_packages(settings: Settings) -> Packages:
@@ -52,23 +55,50 @@ async def open_broker(
     redelivered dead letter once and ``baton dlq replay`` clears the mark of what it replays.
     Redis is only asked when one of those happens: commands that do neither never touch it.
     """
-    redis = aioredis.Redis.from_url(str(settings.redis.url))
+    redis = aioredis.Redis.from_url(
+        str(settings.redis.url), socket_connect_timeout=CONNECT_TIMEOUT_S
+    )
     try:
-        broker = await Broker.connect(
-            str(settings.rabbit.url),
-            settings.topology,
-            prefetch=settings.rabbit.prefetch,
-            queue_type=settings.rabbit.queue_type,
-            wait_s=wait_s,
-            dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
-            sealer=sealer,  # consumers pass one: what they dead-letter is sealed
-        )
+        async with asyncio.timeout(wait_s + CONNECT_TIMEOUT_S):  # a host that never answers
+            broker = await Broker.connect(
+                str(settings.rabbit.url),
+                settings.topology,
+                prefetch=settings.rabbit.prefetch,
+                queue_type=settings.rabbit.queue_type,
+                wait_s=wait_s,
+                dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
+                sealer=sealer,  # consumers pass one: what they dead-letter is sealed
+            )
         try:
             yield broker
         finally:
             await broker.close()
     finally:
         await redis.aclose()
+
+
+async def wait_for_redis(settings: Settings, wait_s: float = 0.0) -> None:
+    """Ping Redis until it answers, for up to ``wait_s`` (a daemon's
+    ``BATON_RABBIT__CONNECT_WAIT_S``): a process that would otherwise wait for its queues
+    forever fails fast, in one line, when Redis is not there (RedisError)."""
+    client = aioredis.Redis.from_url(
+        str(settings.redis.url), socket_connect_timeout=CONNECT_TIMEOUT_S
+    )
+    loop = asyncio.get_running_loop()
+    give_up_at, delay = loop.time() + wait_s, 0.5
+    try:
+        while True:
+            try:
+                await client.ping()
+            except RedisError:
+                if loop.time() + delay > give_up_at:
+                    raise
+                await asyncio.sleep(delay)  # backing off before the next attempt
+                delay = min(delay * 2, 5.0)
+            else:
+                return
+    finally:
+        await client.aclose()
 
 
 @asynccontextmanager

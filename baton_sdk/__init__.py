@@ -1,4 +1,10 @@
-"""The worker SDK: a participant team depends on ``contracts`` and this package alone."""
+"""The worker SDK: a participant team depends on ``contracts`` and this package alone.
+
+It installs on its own as the ``baton-sdk`` distribution (``sdk/pyproject.toml``: this
+package, ``contracts`` and ``messaging``, nothing of the orchestrator). The inbox is a port,
+``Inbox``, with ``RedisInbox`` bundled; docs/sdk.md says what an implementation must
+guarantee and how to keep it in the participant's own database transaction.
+"""
 
 from baton_sdk.chaos import Chaos
 from baton_sdk.handlers import Handler, Handlers, MessageContext, handles

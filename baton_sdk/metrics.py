@@ -28,7 +28,7 @@ class PrometheusWorkerMetrics:
 
     ``kind`` is a command contract name and ``outcome`` one of the worker's few outcomes
     (``protocol.Outcome``: ok, rejected, error, duplicate, cancelled, expired, retry, busy,
-    dead_letter, publish_failed): both bounded.
+    dead_lettered, publish_failed): both bounded.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -54,10 +54,10 @@ class PrometheusWorkerMetrics:
         it) is counted as ``unknown`` so a sender cannot blow up the label set."""
         self._kinds = frozenset(kinds)
         for kind in kinds:
-            for outcome in ("ok", "dead_letter"):
+            for outcome in ("ok", "dead_lettered"):
                 self.handled.labels(participant, kind, outcome)
             self.handling.labels(participant, kind)
-        self.handled.labels(participant, UNKNOWN_KIND, "dead_letter")
+        self.handled.labels(participant, UNKNOWN_KIND, "dead_lettered")
 
     def observe(self, *, participant: str, kind: str, outcome: str, seconds: float) -> None:
         if self._kinds is not None and kind not in self._kinds:

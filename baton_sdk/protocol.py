@@ -51,7 +51,7 @@ class Outcome(StrEnum):
     EXPIRED = "expired"  # past its deadline: dropped without reply
     RETRY = "retry"  # infrastructure error: nacked after a pause, no reply
     BUSY = "busy"  # another delivery held the subject for a whole lease: nacked
-    DEAD_LETTER = "dead_letter"
+    DEAD_LETTERED = "dead_lettered"
     PUBLISH_FAILED = "publish_failed"
 
 
@@ -87,7 +87,7 @@ class DeadLetter:
 
     reason: str
     code: str
-    outcome: Outcome = Outcome.DEAD_LETTER
+    outcome: Outcome = Outcome.DEAD_LETTERED
     error: str = ""
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from baton_sdk.inbox import CANCELLED, Claim, ClaimStatus, subject_of
 from baton_sdk.keys import InboxKeys
 from contracts.base import Reply
 from contracts.registry import ContractLookup
+from messaging.text import as_text
 
 # KEYS: outcome of the effect id, lease of the subject, tombstone of the effect id, fence
 # ARGV: lease ms, forward flag ("1" or ""), the cancelled outcome, outcome ttl seconds
@@ -68,10 +68,6 @@ def loads(raw: bytes | str, contracts: ContractLookup) -> Reply:
     return model.model_validate(data["body"])
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -101,7 +97,7 @@ class RedisInbox:
         keys = [k.outcome(effect_id), k.lease(subject), k.tombstone(effect_id), k.fence]
         forward = "" if compensates else "1"
         args: list[str | int] = [_ms(lease_s), forward, self._cancelled, self._ttl_s]
-        status, value = (_text(v) for v in await self._claim(keys=keys, args=args))
+        status, value = (as_text(v) for v in await self._claim(keys=keys, args=args))
         found = Claim(ClaimStatus(status), effect_id, subject, compensates)
         match found.status:
             case ClaimStatus.OUTCOME | ClaimStatus.CANCELLED:
@@ -121,7 +117,7 @@ class RedisInbox:
         tomb = k.tombstone(claim.compensates) if bury else outcome_key  # declared, unused
         keys = [outcome_key, k.lease(claim.subject), tomb]
         args: list[str | int] = [dumps(outcome), self._ttl_s, claim.token, "1" if bury else ""]
-        stored = _text(await self._record(keys=keys, args=args))
+        stored = as_text(await self._record(keys=keys, args=args))
         return outcome if stored == args[0] else loads(stored, self._contracts)
 
     async def release(self, claim: Claim) -> None:

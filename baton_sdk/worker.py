@@ -22,7 +22,6 @@ from functools import cached_property
 from typing import NoReturn
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 from redis.asyncio import Redis
 
 from baton_sdk.chaos import Chaos
@@ -44,8 +43,9 @@ from baton_sdk.redis_inbox import RedisInbox
 from contracts.envelope import Envelope
 from messaging.errors import ContractError
 from messaging.settings import ParticipantSettings
-from messaging.transport.amqp import Broker, wire_of
+from messaging.transport.amqp import wire_of
 from messaging.transport.poison import FailureCounts, counts_as_poison, poison_reason
+from messaging.transport.port import Delivery, Transport
 from messaging.trust.signing import Keyring
 
 __all__ = ["Outcome", "Worker"]
@@ -66,7 +66,7 @@ class Worker:
         self,
         name: str,
         handlers: Handlers,
-        broker: Broker,
+        broker: Transport,
         redis: Redis,
         namespace: str,
         settings: ParticipantSettings,
@@ -115,7 +115,7 @@ class Worker:
         await self._idle.wait()
         log.info("worker_stopped", participant=self.name)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivery) -> None:
         if self._stopping:  # delivered while we were cancelling: hand it straight back
             with suppress(Exception):
                 await message.nack(requeue=True)
@@ -133,7 +133,7 @@ class Worker:
             if not self._inflight:
                 self._idle.set()
 
-    async def _crashed(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+    async def _crashed(self, message: Delivery, exc: Exception) -> None:
         """Requeue a command whose handling raised, or dead-letter it as poison: one that
         failed ``poison_after`` times for a reason of its own (not a dependency's outage)."""
         wire = wire_of(message)
@@ -153,7 +153,7 @@ class Worker:
         """Failures per command (poison, liveness); a composition root may set its own."""
         return FailureCounts()
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: Delivery) -> None:
         started = time.perf_counter()
         try:
             command = accept(wire_of(message), self._handlers, self.name, self._keyring)
@@ -171,9 +171,7 @@ class Worker:
             outcome = await self._act(message, command.envelope, verdict)
             self._finish(command.envelope.kind, outcome, started, error=verdict.error)
 
-    async def _act(
-        self, message: AbstractIncomingMessage, envelope: Envelope | None, verdict: Verdict
-    ) -> Outcome:
+    async def _act(self, message: Delivery, envelope: Envelope | None, verdict: Verdict) -> Outcome:
         """The one place a verdict becomes a broker action."""
         match verdict:
             case Publish() if envelope is not None:
@@ -191,9 +189,7 @@ class Worker:
                 raise TypeError(f"no broker action for {verdict!r}")
         return verdict.outcome
 
-    async def _reply(
-        self, message: AbstractIncomingMessage, envelope: Envelope, answer: Publish
-    ) -> Outcome:
+    async def _reply(self, message: Delivery, envelope: Envelope, answer: Publish) -> Outcome:
         """Publish the reply with a confirm, then ack; if publishing fails, requeue instead."""
         t = self._broker.topology
         wire = reply_wire(envelope, answer, self.name, self._keyring)
@@ -213,7 +209,7 @@ class Worker:
         return answer.outcome
 
     @staticmethod
-    async def _ack(message: AbstractIncomingMessage) -> None:
+    async def _ack(message: Delivery) -> None:
         try:
             await message.ack()
         except Exception:  # the channel died: the command comes back and the inbox answers it

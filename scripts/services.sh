@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ and Redis are reachable, starting (or installing) them when we can.
 #
-# With BATON_RABBIT__URL / BATON_REDIS__URL set, those servers are someone else's: only wait
-# for them. Otherwise, for the local defaults, try in order: already up, start the installed
-# server, install it with apt (root only), `docker compose up`, and finally explain and fail.
+# The lookup order, the same as the test fixtures' (tests/conftest.py, explained in
+# tests/support/service_lookup.py), for each service:
+#   1. BATON_RABBIT__URL / BATON_REDIS__URL set: someone else's server; only wait for it.
+#   2. the local default answers (127.0.0.1:5672, 127.0.0.1:6379): use it.
+#      (here only: start the installed server, or install it with apt-get as root)
+#   3. a Docker engine answers: a container (here `docker compose` with the test overlay
+#      tests/services/compose.yml; in the fixtures testcontainers).
+#   4. otherwise explain and fail.
 set -euo pipefail
 
 WAIT_S=${BATON_SERVICES_WAIT_S:-60}
@@ -89,7 +94,7 @@ ensure_local() {
   elif have docker && docker info >/dev/null 2>&1; then
     say "$name: starting the $name container with docker compose"
     # the test overlay: the suite's own throwaway users, not the deployment's (no guest there)
-    (cd "$ROOT" && compose -f docker-compose.yml -f deploy/compose.test.yml up -d "$name") ||
+    (cd "$ROOT" && compose -f docker-compose.yml -f tests/services/compose.yml up -d "$name") ||
       die "$name: docker compose up -d $name failed."
     wait_until "$WAIT_S" "$ready" 127.0.0.1 "$port" ||
       die "$name: the container did not become ready at 127.0.0.1:$port after ${WAIT_S}s."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
@@ -10,10 +11,19 @@ from uuid import uuid4
 import pytest
 import redis.asyncio as aioredis
 
+from baton.cli.base import QUIET_LIBRARIES
 from contracts.topology import Topology
 from messaging.transport.amqp import Broker
 from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, generate_key
 from messaging.trust.signing import KeySet
+from tests.support.service_lookup import (
+    RABBIT,
+    REDIS,
+    Service,
+    ServiceMissing,
+    describe,
+    locate,
+)
 
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 SIGNERS = ("orchestrator", *PARTICIPANTS, "cli")
@@ -36,14 +46,47 @@ def sealing_key() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def rabbit_url() -> str:
-    return os.environ.get("BATON_RABBIT__URL", "amqp://guest:guest@127.0.0.1:5672/")
+# Where the servers come from: BATON_RABBIT__URL / BATON_REDIS__URL when set, else the local
+# servers when they answer, else testcontainers' containers when a Docker engine answers, else
+# the run fails. The order and why: tests/support/service_lookup.py (scripts/services.sh
+# follows it too). The session's summary says which path each service took, in one line.
+SERVICE_SOURCES: dict[str, str] = {}
+
+
+def _located(service: Service) -> Iterator[str]:
+    try:
+        with locate(service) as (source, url):
+            SERVICE_SOURCES[service.name] = describe(service, source, url)
+            yield url
+    except ServiceMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("BATON_REDIS__URL", "redis://127.0.0.1:6379/0")
+def rabbit_url() -> Iterator[str]:
+    yield from _located(RABBIT)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from _located(REDIS)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line: which server each service came from (only when a test asked for one)."""
+    if SERVICE_SOURCES:
+        terminalreporter.write_line("services: " + "; ".join(SERVICE_SOURCES.values()))
+
+
+@pytest.fixture(autouse=True)
+def library_log_levels() -> Iterator[None]:
+    """A ``baton`` command run in-process (click's runner) quiets the broker client's loggers
+    for the whole process, as a one-shot CLI process may; the next test gets them back."""
+    loggers = [logging.getLogger(name) for name in QUIET_LIBRARIES]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from contracts import envelope as env
 from contracts.base import Command
 from contracts.money import Money
 from contracts.topology import Topology
+from messaging.text import as_text
 from messaging.transport.coalesce import coalesce_frame_writes
 from messaging.transport.codec import Wire
 from messaging.trust.signing import Keyring
@@ -74,10 +75,6 @@ STEPS: tuple[tuple[str, str, Callable[[dict[str, Any]], Command]], ...] = (
 )
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class BaselineDriver:
     """Runs command/reply "sagas" straight over aio-pika. Use as an async context manager."""
 
@@ -107,7 +104,7 @@ class BaselineDriver:
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
-        key = (_text(headers.get(env.H_SAGA_ID, "")), _text(headers.get(env.H_STEP, "")))
+        key = (as_text(headers.get(env.H_SAGA_ID, "")), as_text(headers.get(env.H_STEP, "")))
         future = self._waiting.pop(key, None)
         if future is not None and not future.done():
             future.set_result(json.loads(message.body))

@@ -8,7 +8,12 @@ and opens connections. The group and its shared helpers live in ``base``; the co
 from __future__ import annotations
 
 from baton.check import check_command
+from baton.cli import console as console  # registers `baton console` (baton/console/)
+from baton.cli import dashboards as dashboards  # registers `baton dashboards`
+from baton.cli import payments as payments  # registers accounts, merchants
+from baton.cli import pci_data as pci_data  # registers pci
 from baton.cli import processes, sagas, tools
+from baton.cli import purge as purge  # registers purge
 from baton.cli.base import _run, _settings, main
 
 main.add_command(check_command)  # baton/check.py: the load-time checks and the safety proof

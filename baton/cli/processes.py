@@ -21,7 +21,13 @@ from baton.policies import (
     vhost_of,
     with_credentials,
 )
-from baton.runtime import load_catalog, open_broker, open_runtime, stop_on_signals
+from baton.runtime import (
+    load_catalog,
+    open_broker,
+    open_runtime,
+    stop_on_signals,
+    wait_for_redis,
+)
 from messaging.errors import DefinitionError
 from messaging.observability.health import broker_ready, consumer_alive, serving
 from messaging.observability.otel import enable_otlp
@@ -36,6 +42,7 @@ def orchestrator(ctx: click.Context) -> None:
     enable_otlp("baton-orchestrator")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
+        await wait_for_redis(settings, settings.rabbit.connect_wait_s)  # or wait for queues
         async with open_runtime(settings, wait_s=settings.rabbit.connect_wait_s) as rt:
             checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
             registry = rt.orchestrator.metrics.registry
@@ -110,6 +117,9 @@ def participant(
     enable_otlp(f"baton-{name}")  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     async def work() -> int:
+        # its Redis is only used per message: without this check it would wait for its
+        # queues forever with no Redis behind it
+        await wait_for_redis(settings, settings.rabbit.connect_wait_s)
         await run_worker(name, found.factory, settings, stop_on_signals())
         return 0
 

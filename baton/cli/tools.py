@@ -5,15 +5,25 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from baton.cli.base import _run, _settings, main
+from baton.runtime import wait_for_redis
 from messaging.errors import SealingKeyError
+from messaging.settings import Settings
 from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
 from messaging.trust.signing import KeySet, public_keys_of
+
+
+async def _redis_first(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    """Ping Redis before ``work``: a run that spawns processes needing it fails in one line
+    at once, instead of waiting for processes that cannot start."""
+    await wait_for_redis(settings)
+    return await work()
 
 
 @main.command()
@@ -76,7 +86,8 @@ def demo(
         sagas=sagas, fail_rate=fail_rate, concurrency=concurrency, as_json=as_json, keep=keep,
         saga=saga,
     )  # fmt: skip
-    _run(run_demo(_settings(ctx), options))
+    settings = _settings(ctx)
+    _run(_redis_first(settings, lambda: run_demo(settings, options)))
 
 
 def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...]:
@@ -132,12 +143,12 @@ def bench(
 
     settings = _settings(ctx)
     if memory:
-        _run(run_memory(settings, memory_sagas, as_json))
+        _run(_redis_first(settings, lambda: run_memory(settings, memory_sagas, as_json)))
     options = BenchOptions(
         levels=levels, sagas=sagas, replicas=replicas, rounds=rounds, floor=floor,
         parallel=parallel, warmup=warmup, as_json=as_json,
     )  # fmt: skip
-    _run(run_bench(settings, options))
+    _run(_redis_first(settings, lambda: run_bench(settings, options)))
 
 
 @main.command()

@@ -13,28 +13,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from fakeredis import FakeRedis as SyncFakeRedis
 
+from messaging.text import as_text
 from participants.payments.books import Books, audit, imbalance
 from participants.payments.ledger import LedgerKeys
 
 IN_PROGRESS = frozenset({"running", "compensating"})
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def read_books(client: SyncFakeRedis, keys: LedgerKeys) -> Books:
     """The ledger as the shipped ``Ledger.snapshot`` reads it, in one synchronous step."""
 
     def members(key: str) -> list[str]:
-        return sorted(_text(m) for m in client.smembers(key))
+        return sorted(as_text(m) for m in client.smembers(key))
 
     def row(key: str) -> dict[str, str]:
-        return {_text(f): _text(v) for f, v in client.hgetall(key).items()}
+        return {as_text(f): as_text(v) for f, v in client.hgetall(key).items()}
 
     return Books.model_validate({
         "accounts": {a: row(keys.account(a)) for a in members(keys.index("accounts"))},

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fakeredis import FakeRedis as SyncFakeRedis
@@ -37,7 +37,6 @@ from baton_sdk import Worker
 from contracts.events import SagaEvent
 from contracts.topology import Topology
 from messaging.settings import ParticipantSettings
-from messaging.transport.amqp import Broker
 from messaging.transport.codec import Wire
 from messaging.transport.dead_marks import RedisDeadLetterMarks
 from messaging.trust.sealing import Sealer
@@ -199,7 +198,7 @@ class World:
         """An orchestrator replica (or the operator's) as ``baton.runtime`` builds one."""
         store = self.saga_store(host.redis)
         keyring = self.keys.keyring(ORCHESTRATOR, upstreams=(CLIENT,))
-        return Orchestrator(self.catalog, store, cast(Broker, host.broker), keyring=keyring,
+        return Orchestrator(self.catalog, store, host.broker, keyring=keyring,
                             config=RUNNER, clock=self.loop.wall)  # fmt: skip
 
     async def _participant(self, host: Host, name: str) -> None:
@@ -209,7 +208,7 @@ class World:
         handlers = self.conduct.wrap(name, SERVICES[name](host.redis, NAMESPACE))
         rng = random.Random(f"worker-{self.plan.seed}-{host.name}-{self._incarnations[host.name]}")
         worker = Worker(
-            name, handlers, cast(Broker, host.broker), host.redis, NAMESPACE,
+            name, handlers, host.broker, host.redis, NAMESPACE,
             ParticipantSettings(), rng=rng, exit_process=_never_exit, clock=self.loop.wall,
             keyring=self.keys.keyring(name),
         )  # fmt: skip

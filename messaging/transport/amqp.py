@@ -30,6 +30,7 @@ from messaging.transport.coalesce import coalesce_frame_writes
 from messaging.transport.codec import Wire
 from messaging.transport.dead_marks import DeadLetterMarks
 from messaging.transport.decoding import tolerate_undecodable
+from messaging.transport.port import Delivery
 from messaging.trust.sealing import Sealer
 
 __all__ = ["DECLARE_HINT", "NOT_FOUND", "REQUEUE_DELAY_S", "Broker", "Handler"]
@@ -50,7 +51,7 @@ DECLARE_HINT = (
 REQUEUE_DELAY_S = 0.5  # before a message that could not be dead-lettered goes back
 
 
-async def _requeue(message: AbstractIncomingMessage) -> None:
+async def _requeue(message: Delivery) -> None:
     """Hand a message back to its queue after a pause, so a failing dependency is not spun on."""
     await asyncio.sleep(REQUEUE_DELAY_S)
     with suppress(Exception):  # a dead channel redelivers the message by itself
@@ -276,7 +277,7 @@ class Broker:
         else:
             await asyncio.gather(*publishes)
 
-    async def dead_letter(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
+    async def dead_letter(self, message: Delivery, queue: str, reason: str) -> None:
         """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.
 
         A redelivery of a message already copied (its ack was lost to a broker restart) is

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage
 
 from messaging.transport.codec import Wire
 from messaging.transport.decoding import safe_headers, safe_property
+from messaging.transport.port import Delivery
 
 
 def dead_letter_context(queue: str) -> str:
@@ -21,7 +21,7 @@ def dead_letter_context(queue: str) -> str:
 _UNCARRIED_PROPERTIES = ("content_encoding", "user_id", "app_id", "cluster_id")
 
 
-def wire_of(message: AbstractIncomingMessage) -> Wire:
+def wire_of(message: Delivery) -> Wire:
     """The library-free view of an incoming message, safe whatever bytes it carried.
 
     Every property and header comes out as a value any reader can take and any publisher

@@ -49,7 +49,7 @@ def encode(envelope: Envelope, body: Contract) -> Wire:
     )
 
 
-def _text(headers: Mapping[str, Any], name: str) -> str:
+def _header_text(headers: Mapping[str, Any], name: str) -> str:
     """A header Baton writes as text. AMQP allows any type there: only text-like ones pass."""
     value = headers.get(name)
     if value is None:
@@ -66,7 +66,7 @@ def _text(headers: Mapping[str, Any], name: str) -> str:
 
 def _envelope(wire: Wire, *, require_saga: bool) -> Envelope:
     headers = wire.headers or {}
-    saga_id = _text(headers, env.H_SAGA_ID) or (wire.correlation_id or "")
+    saga_id = _header_text(headers, env.H_SAGA_ID) or (wire.correlation_id or "")
     if require_saga and not saga_id:
         raise ContractError("missing_header", env.H_SAGA_ID)
     schema = headers.get(env.H_SCHEMA, SCHEMA_VERSION)
@@ -77,15 +77,15 @@ def _envelope(wire: Wire, *, require_saga: bool) -> Envelope:
             kind=wire.kind or "",
             message_id=wire.message_id or env.new_message_id(),
             saga_id=saga_id or "-",
-            saga=_text(headers, env.H_SAGA),
-            step=_text(headers, env.H_STEP),
-            phase=_text(headers, env.H_PHASE) or "forward",
-            effect_id=_text(headers, env.H_EFFECT_ID),
-            compensates=_text(headers, env.H_COMPENSATES),
+            saga=_header_text(headers, env.H_SAGA),
+            step=_header_text(headers, env.H_STEP),
+            phase=_header_text(headers, env.H_PHASE) or "forward",
+            effect_id=_header_text(headers, env.H_EFFECT_ID),
+            compensates=_header_text(headers, env.H_COMPENSATES),
             attempt=headers.get(env.H_ATTEMPT, 0),
             deadline=headers.get(env.H_DEADLINE),
             sent_at=headers.get(env.H_SENT_AT),
-            traceparent=_text(headers, env.H_TRACEPARENT),
+            traceparent=_header_text(headers, env.H_TRACEPARENT),
             reply_to=wire.reply_to or "",
         )
     except ValidationError as exc:

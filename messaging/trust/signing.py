@@ -143,7 +143,7 @@ def public_text(key: Ed25519PublicKey) -> str:
     return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def _text(value: Any) -> str:
+def _header_value(value: Any) -> str:
     """A signature header as text; anything unrenderable counts as absent."""
     try:
         return render(value)
@@ -248,9 +248,9 @@ class Keyring:
         """The signer of ``wire``; ContractError ``unsigned``, ``unknown_key`` or
         ``bad_signature`` otherwise. Looks at nothing but the signed bytes."""
         headers = wire.headers or {}
-        signer = _text(headers.get(env.H_SIGNER))
-        key_id = _text(headers.get(env.H_KEY_ID))
-        signature = _text(headers.get(env.H_SIGNATURE))
+        signer = _header_value(headers.get(env.H_SIGNER))
+        key_id = _header_value(headers.get(env.H_KEY_ID))
+        signature = _header_value(headers.get(env.H_SIGNATURE))
         if not (signer and key_id and signature):
             raise ContractError("unsigned", "no x-baton-signer, x-baton-key-id or signature")
         key = self._trusted.get(signer, {}).get(key_id)

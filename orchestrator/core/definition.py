@@ -23,6 +23,7 @@ from contracts.base import Command, Contract, Reply, Start
 from contracts.registry import ContractLookup
 from messaging.errors import DefinitionError
 from orchestrator.core.expressions import Condition, ExpressionError, check_path, parse
+from orchestrator.core.slo import Objectives
 
 # compensatable: has a compensation; query: has no effect to undo (reads, screens, asks);
 # pivot: the point of no return; retriable: after the pivot, retried until it succeeds.
@@ -155,6 +156,7 @@ class SagaDefinition(BaseModel):
     deadline_s: float | None = Field(default=None, gt=0)
     flow: tuple[StepDefinition | Parallel, ...] = Field(alias="steps", min_length=1)
     output: dict[str, str] = {}  # final output: name -> context path
+    slos: Objectives = Field(default=(), exclude=True)  # monitoring only: not in the body
     _stages: tuple[Stage, ...] = PrivateAttr(default=())
     _stage_of: dict[str, int] = PrivateAttr(default_factory=dict)
     _steps: tuple[StepDefinition, ...] = PrivateAttr(default=())

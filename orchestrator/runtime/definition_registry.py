@@ -35,6 +35,7 @@ from contracts.errors import ContractDefinitionError
 from contracts.json_schema import SENSITIVE_KEY, compile_json_schema, contract_json_schema
 from contracts.registry import ContractRegistry
 from messaging.errors import DefinitionError
+from messaging.text import as_text
 from orchestrator.core.definition import SagaDefinition, parse_definition
 from orchestrator.runtime.keys import KeySpace
 
@@ -192,14 +193,10 @@ class DefinitionRegistry:
 
     async def all(self) -> list[RegisteredDefinition]:
         """Every registered version, by name then version."""
-        names = sorted(_text(n) for n in await self.client.smembers(self.keys.definition_names()))
+        names = sorted(as_text(n) for n in await self.client.smembers(self.keys.definition_names()))
         async with self.client.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hvals(self.keys.definition(name))
             per_name: list[list[bytes | str]] = await pipe.execute()
         found = [RegisteredDefinition.loads(raw) for rows in per_name for raw in rows]
         return sorted(found, key=lambda r: r.key)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

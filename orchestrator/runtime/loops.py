@@ -19,7 +19,7 @@ from orchestrator.runtime.store import SagaStore
 from orchestrator.runtime.wakes import WakeTimes
 
 if TYPE_CHECKING:
-    from messaging.transport.amqp import Broker
+    from messaging.transport.port import Transport
     from orchestrator.runtime.runner import RunnerConfig
 
 log = structlog.get_logger("baton.orchestrator")
@@ -34,7 +34,7 @@ class BackgroundLoops:
     """Deadline, sweep and state loops, run by ``Orchestrator.run`` until ``stop``."""
 
     _store: SagaStore
-    _broker: Broker
+    _broker: Transport
     _config: RunnerConfig
     _clock: Callable[[], float]
     _wakes: WakeTimes
@@ -57,6 +57,9 @@ class BackgroundLoops:
     async def _sleep_until_due(self, stop: asyncio.Event, polled_at: float) -> None:
         """Until the earliest wake-up this replica wrote, or ``deadline_poll_s`` at most."""
         config = self._config
+        if not config.wake_times:  # switched off: poll every tick interval
+            await _wait(stop, config.tick_interval_s)
+            return
         latest = polled_at + config.deadline_poll_s
         while not stop.is_set():
             earliest = self._wakes.next_after(polled_at)

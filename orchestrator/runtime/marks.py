@@ -23,14 +23,16 @@ log = structlog.get_logger("baton.orchestrator")
 class DoneMarks:
     """A queue of (saga id, entry ids) written by ``run``; inline when ``run`` is not going."""
 
-    def __init__(self, store: SagaStore) -> None:
+    def __init__(self, store: SagaStore, *, batched: bool = True) -> None:
         self._store = store
+        self._batched = batched  # off: every mark is written inline, before the ack
         self._pending: list[tuple[str, Sequence[str]]] = []
         self._wake = asyncio.Event()
         self._running = False
 
     async def mark(self, saga_id: str, entry_ids: Sequence[str]) -> None:
-        if not self._running:  # no batching loop (tests, one-off commands): write it now
+        if not (self._running and self._batched):  # no batching loop (tests, one-off
+            # commands) or batching switched off: write it now
             await self._store.outbox_done(saga_id, entry_ids)
             return
         self._pending.append((saga_id, entry_ids))

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from messaging.text import as_text
 from orchestrator.core.effects import HistoryEntry
 from orchestrator.core.state import SagaState, SagaStatus
 from orchestrator.runtime.errors import ConcurrencyConflict
@@ -34,10 +35,6 @@ def _script(name: str) -> str:
     """Read once per process, not at import: importing must stay free of side effects."""
     return (resources.files("orchestrator.runtime") / "lua" / name).read_text(encoding="utf-8")
 
-
-def _text(value: bytes | str) -> str:
-    """The same answer whether or not the client was created with decode_responses."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _score(value: float) -> str:
@@ -60,7 +57,9 @@ class RedisSagaStore:
         shards: int,
         retention_s: int,
         sealed: SealedFields | None = None,
+        batch_scripts: bool = True,
     ) -> None:
+        """``batch_scripts=False`` sends every script call alone: slower, same results."""
         if retention_s < 1:
             raise ValueError("retention_s must be at least 1")
         self._redis = client
@@ -73,6 +72,7 @@ class RedisSagaStore:
                 name: _script(f"{name}.lua")
                 for name in ("transition", "outbox_done", "outbox_claim")
             },
+            batched=batch_scripts,
         )
 
     @classmethod
@@ -255,7 +255,7 @@ class RedisSagaStore:
                 for shard, ids in by_shard.items()
             )
         )
-        claimed = {_text(entry_id) for answer in answers for entry_id in answer}
+        claimed = {as_text(entry_id) for answer in answers for entry_id in answer}
         return [row for row in found if row[1] in claimed]
 
     async def outbox_oldest_age(self, now: float) -> float:
@@ -306,7 +306,7 @@ class RedisSagaStore:
         # each shard is sorted by (score, member) already, as is the in-memory twin's answer
         merged = heapq.merge(
             *(
-                [(score, _text(member), shard) for member, score in rows]
+                [(score, as_text(member), shard) for member, score in rows]
                 for shard, rows in enumerate(per_shard)
             )
         )

@@ -19,15 +19,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
 
 from contracts import envelope as env
 from contracts.base import StepFailed
 from messaging.errors import ContractError, DefinitionError
 from messaging.observability.tracing import trace_id
-from messaging.transport.amqp import DECLARE_HINT, NOT_FOUND, Broker, wire_of
+from messaging.transport.amqp import DECLARE_HINT, NOT_FOUND, wire_of
 from messaging.transport.codec import Wire, decode, require_headers
 from messaging.transport.poison import POISON_AFTER, FailureCounts, counts_as_poison, poison_reason
+from messaging.transport.port import Delivery, DeliveryHandler, Transport
 from messaging.trust.signing import UNAUTHENTIC, Keyring
 from orchestrator.core.catalog import Catalog
 from orchestrator.core.effects import Decision, Event, ReplyReceived, Tick
@@ -66,6 +66,10 @@ class RunnerConfig:
     start_ttl_s: float = 300.0  # a start sent longer ago is refused (start_expired)
     stuck_cap: int = 1000  # stuck sagas counted per status, at most (keeps the read cheap)
     poison_after: int = POISON_AFTER  # failures of one message before it is dead-lettered
+    # The latency mechanisms, each only a saving (off: same behaviour, slower; for tests):
+    cache_states: bool = True  # decide on the state this replica last wrote (off: read it)
+    wake_times: bool = True  # sleep until the next known wake-up (off: poll every tick)
+    batch_marks: bool = True  # mark outbox entries done in batches (off: inline, pre-ack)
 
 
 class Orchestrator(StartHandling, BackgroundLoops):
@@ -75,7 +79,7 @@ class Orchestrator(StartHandling, BackgroundLoops):
         self,
         catalog: Catalog,
         store: SagaStore,
-        broker: Broker,
+        broker: Transport,
         *,
         keyring: Keyring,
         config: RunnerConfig | None = None,
@@ -98,7 +102,7 @@ class Orchestrator(StartHandling, BackgroundLoops):
         self._clock = clock
         self._in_flight: set[asyncio.Task[None]] = set()
         self._recent: dict[str, SagaState] = {}  # saga id -> state this replica last wrote
-        self._marks = DoneMarks(store)
+        self._marks = DoneMarks(store, batched=self._config.batch_marks)
         self._wakes = WakeTimes()
         self._tick_failures: dict[str, int] = {}  # saga id -> ticks failed in a row
         self._crash = crash  # fault tests only; None in production
@@ -160,8 +164,9 @@ class Orchestrator(StartHandling, BackgroundLoops):
         Only a hint: the commit's version check rejects a copy another replica has moved
         on from, and an event the copy would ignore is decided again on the stored state.
         """
-        self._wakes.note(state.saga_id, state.wake_at)
-        if state.status.is_finished:
+        if self._config.wake_times:
+            self._wakes.note(state.saga_id, state.wake_at)
+        if state.status.is_finished or not self._config.cache_states:
             return
         self._recent[state.saga_id] = state
         if len(self._recent) > RECENT_STATES:
@@ -212,10 +217,8 @@ class Orchestrator(StartHandling, BackgroundLoops):
 
     # -- consuming ---------------------------------------------------------------------------
 
-    def _callback(
-        self, queue: str, handler: Callable[[Wire], Awaitable[str]]
-    ) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        async def on_message(message: AbstractIncomingMessage) -> None:
+    def _callback(self, queue: str, handler: Callable[[Wire], Awaitable[str]]) -> DeliveryHandler:
+        async def on_message(message: Delivery) -> None:
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.add(task)
@@ -231,7 +234,7 @@ class Orchestrator(StartHandling, BackgroundLoops):
         self,
         queue: str,
         handler: Callable[[Wire], Awaitable[str]],
-        message: AbstractIncomingMessage,
+        message: Delivery,
     ) -> None:
         """The one place that maps a handling outcome to a broker action."""
         wire = wire_of(message)  # safe values whatever the message's bytes
@@ -266,9 +269,7 @@ class Orchestrator(StartHandling, BackgroundLoops):
         self.metrics.handling.labels(queue).observe(elapsed)
         log.info("message_handled", outcome=outcome, duration_ms=round(elapsed * 1000, 2))
 
-    async def _failed(
-        self, queue: str, message: AbstractIncomingMessage, wire: Wire, exc: Exception
-    ) -> str:
+    async def _failed(self, queue: str, message: Delivery, wire: Wire, exc: Exception) -> str:
         """Requeue a message whose handling failed, or dead-letter it as poison: one that
         failed ``poison_after`` times for a reason of its own (not a dependency's outage)."""
         failures = self.failures.failed(wire) if counts_as_poison(exc) else 0

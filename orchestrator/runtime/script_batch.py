@@ -26,8 +26,12 @@ Arg = str | int | float | bytes
 class ScriptBatch:
     """Registered scripts, called through ``call``; calls of one loop turn share a pipeline."""
 
-    def __init__(self, client: aioredis.Redis, scripts: dict[str, str]) -> None:
+    def __init__(
+        self, client: aioredis.Redis, scripts: dict[str, str], *, batched: bool = True
+    ) -> None:
         self._client = client
+        # off: each call is its own round trip (slower; for tests showing what batching saves)
+        self._batched = batched
         self._sources = scripts
         self._shas = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in scripts.items()}
         self._pending: list[tuple[str, Sequence[Arg], Sequence[Arg], asyncio.Future[Any]]] = []
@@ -48,6 +52,11 @@ class ScriptBatch:
         A call with ``ride_within_s`` is not urgent: it waits for the next batch to go
         (riding along in its round trip) and is sent alone only if none goes that soon.
         """
+        if not self._batched:
+            (result,) = await self._run([(script, keys, args)])
+            if isinstance(result, Exception):
+                raise result
+            return result
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, future))
@@ -70,11 +79,11 @@ class ScriptBatch:
         self._pending = []
         if not batch:
             return
-        task = asyncio.get_running_loop().create_task(self._send(batch))
+        task = asyncio.get_running_loop().create_task(self._run_batch(batch))
         self._sending.add(task)  # a strong reference until it is done
         task.add_done_callback(self._sending.discard)
 
-    async def _send(
+    async def _run_batch(
         self, batch: list[tuple[str, Sequence[Arg], Sequence[Arg], asyncio.Future[Any]]]
     ) -> None:
         try:

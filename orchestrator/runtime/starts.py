@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from contracts.topology import Topology
-    from messaging.transport.amqp import Broker
+    from messaging.transport.port import Transport
     from orchestrator.runtime.runner import RunnerConfig
 
 
@@ -43,7 +43,7 @@ class StartHandling:
 
     _catalog: Catalog
     _store: SagaStore
-    _broker: Broker
+    _broker: Transport
     _topology: Topology
     _keyring: Keyring
     _config: RunnerConfig

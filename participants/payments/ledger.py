@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from contracts.money import Money
 from messaging.errors import StepRejected
+from messaging.text import as_text
 from participants.payments import scripts
 from participants.payments.books import Books, BooksReport, audit
 
@@ -82,13 +83,9 @@ class LedgerKeys:
         return f"{self.prefix}captures_per_saga"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _outcome(result: list[Any]) -> str:
     """The value of an ``{'ok', value}`` script answer; ``{'err', reason}`` raises StepRejected."""
-    status, value = _text(result[0]), _text(result[1])
+    status, value = as_text(result[0]), as_text(result[1])
     if status == "err":
         raise StepRejected(value)
     return value
@@ -135,9 +132,9 @@ class Ledger:
         """
         k, hold_id = self.keys, derive_id("hold", forward_effect_id)
         while True:
-            account = _text(await self._redis.hget(k.hold(hold_id), "account") or "")
+            account = as_text(await self._redis.hget(k.hold(hold_id), "account") or "")
             keys = [k.hold(hold_id), k.void_marker(forward_effect_id), k.account(account)]
-            result = _text(await self._void(keys=keys, args=[account, self._marker_ttl_s]))
+            result = as_text(await self._void(keys=keys, args=[account, self._marker_ttl_s]))
             if result != "retry":  # "retry": the hold appeared between our read and the script
                 return result == "released"
 
@@ -207,7 +204,7 @@ class Ledger:
 
 
 async def _members(redis: Redis, key: str) -> list[str]:
-    return sorted(_text(m) for m in await redis.smembers(key))
+    return sorted(as_text(m) for m in await redis.smembers(key))
 
 
 async def _hashes(redis: Redis, keys: list[str]) -> list[dict[str, str]]:
@@ -215,7 +212,7 @@ async def _hashes(redis: Redis, keys: list[str]) -> list[dict[str, str]]:
         for key in keys:
             pipe.hgetall(key)
         rows = await pipe.execute()
-    return [{_text(f): _text(v) for f, v in row.items()} for row in rows]
+    return [{as_text(f): as_text(v) for f, v in row.items()} for row in rows]
 
 
 async def _read_books(redis: Redis, k: LedgerKeys) -> Books:

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from baton_sdk import Handlers, MessageContext, handles
 from messaging.errors import StepRejected
+from messaging.text import as_text
 from participants.payments import scripts
 from participants.payments.contracts import (
     AttestationRevoked,
@@ -83,13 +84,9 @@ def attestation_id(effect_id: str) -> str:
     return derive_id("att", effect_id)
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _answer(result: list[Any]) -> str:
     """The attestation id of an ``{'ok', id}`` answer; ``{'err', reason}`` raises."""
-    status, value = (_text(v) or "" for v in result)
+    status, value = (as_text(v) or "" for v in result)
     if status == "err":
         raise StepRejected(value or "cancelled")
     return value
@@ -123,7 +120,7 @@ class PciService:
         token = fingerprint(cmd.card_token)
         revoked = await self._redis.sismember(self.keys.revoked_tokens, token)
         check_token(cmd.card_token, revoked=bool(revoked))
-        check_merchant(_text(await self._redis.get(self.keys.merchant(cmd.merchant_id))))
+        check_merchant(as_text(await self._redis.get(self.keys.merchant(cmd.merchant_id))))
 
     async def _issue_once(self, key: str, ctx: MessageContext, cmd: CheckCompliance) -> str:
         args = [attestation_id(ctx.effect_id), ctx.saga_id, cmd.merchant_id]

@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from baton_sdk import Handlers, MessageContext, handles
 from contracts.money import CURRENCY_EXPONENTS, Money
 from messaging.errors import StepRejected
+from messaging.text import as_text
 from participants.payments import scripts
 from participants.payments.contracts import (
     AssessRisk,
@@ -92,10 +93,6 @@ class RiskKeys:
         return f"{self.namespace}risk:blocklist"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _previous(status: str, stored: list[Any]) -> list[Any]:
     """A stored assessment as the scripts answer it."""
     score_, reason, detail = stored
@@ -108,8 +105,8 @@ def _previous(status: str, stored: list[Any]) -> list[Any]:
 
 def _answer(result: list[Any]) -> int:
     """The score of an ``{'ok', score}`` answer; ``{'err', reason, detail}`` raises."""
-    if _text(result[0]) == "err":
-        raise StepRejected(_text(result[1]), _text(result[2]))
+    if as_text(result[0]) == "err":
+        raise StepRejected(as_text(result[1]), as_text(result[2]))
     return int(result[1])
 
 
@@ -137,7 +134,7 @@ class RiskService:
         key = self.keys.assessment(ctx.effect_id)
         status, *stored = await self._redis.hmget(key, ["status", "score", "reason", "detail"])
         if status is not None:  # answered before (or released first): never re-score
-            return RiskAssessed(score=_answer(_previous(_text(status), stored)))
+            return RiskAssessed(score=_answer(_previous(as_text(status), stored)))
         exposure_key = self.keys.exposure(cmd.account_id, cmd.amount.currency)
         now = self._clock()
         blocked = bool(await self._redis.sismember(self.keys.blocklist, cmd.account_id))
@@ -157,15 +154,15 @@ class RiskService:
         """The account's spend inside the window, in minor units."""
         since = now - self.rules.window_s
         members = await self._redis.zrangebyscore(exposure_key, since, "+inf")
-        return sum(int(_text(m).split(":", 1)[0]) for m in members if isinstance(m, bytes | str))
+        return sum(int(as_text(m).split(":", 1)[0]) for m in members if isinstance(m, bytes | str))
 
     @handles(ReleaseRiskExposure)
     async def release(self, cmd: ReleaseRiskExposure, ctx: MessageContext) -> RiskExposureReleased:
         key = self.keys.assessment(ctx.compensates)
         while True:
             exposure_key = await self._redis.hget(key, "exposure")
-            keys = [key, _text(exposure_key) if exposure_key else key]
-            result = _text(await self._release(keys=keys))
+            keys = [key, as_text(exposure_key) if exposure_key else key]
+            result = as_text(await self._release(keys=keys))
             if result != "retry":  # "retry": the assessment landed between our read and script
                 return RiskExposureReleased(released=result == "released")
 

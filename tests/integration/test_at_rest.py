@@ -26,6 +26,7 @@ from contracts import envelope as env
 from contracts.money import Money
 from messaging.errors import SealedValueError
 from messaging.settings import Settings
+from messaging.text import as_text
 from messaging.transport.amqp import Broker
 from messaging.transport.codec import Wire
 from messaging.transport.dead_marks import RedisDeadLetterMarks
@@ -111,16 +112,12 @@ async def _send_malformed(broker: Broker, keys: KeySet) -> None:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def _everything_in_redis(client: aioredis.Redis, namespace: str) -> dict[str, bytes]:
     """Each key under ``namespace`` with all it holds, as one blob per key."""
     found: dict[str, bytes] = {}
     async for raw_key in client.scan_iter(match=f"{namespace}*", count=1000):
-        key = _text(raw_key)
-        kind = _text(await client.type(raw_key))
+        key = as_text(raw_key)
+        kind = as_text(await client.type(raw_key))
         parts: list[object] = [raw_key]
         if kind == "string":
             parts.append(await client.get(raw_key))

@@ -30,6 +30,7 @@ from contracts.envelope import Envelope, Phase
 from contracts.topology import Topology
 from messaging.errors import ContractError
 from messaging.settings import SealingSettings
+from messaging.text import as_text
 from messaging.transport.amqp import Broker, dead_letter_context, wire_of
 from messaging.transport.codec import Wire
 from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer
@@ -246,17 +247,13 @@ async def send(broker: Broker, wire: Wire) -> None:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def shipments(redis: aioredis.Redis, namespace: str) -> dict[str, dict[str, str]]:
     """Every shipment hash of the namespace, by key."""
     found: dict[str, dict[str, str]] = {}
     async for key in redis.scan_iter(match=f"{namespace}checkout:shipment:*", count=1000):
         name = key.decode() if isinstance(key, bytes) else str(key)
         raw = await redis.hgetall(name)
-        found[name] = {_text(k): _text(v) for k, v in raw.items()}
+        found[name] = {as_text(k): as_text(v) for k, v in raw.items()}
     return found
 
 

@@ -91,7 +91,9 @@ def test_participant_metrics_keep_unknown_kinds_out_of_the_label_set() -> None:
     metrics = PrometheusWorkerMetrics(CollectorRegistry())
     metrics.register("risk", ["payments.assess_risk.v1"])
     metrics.observe(participant="risk", kind="payments.assess_risk.v1", outcome="ok", seconds=0.01)
-    metrics.observe(participant="risk", kind="attacker.chosen.v9", outcome="dead_letter", seconds=0)
+    metrics.observe(
+        participant="risk", kind="attacker.chosen.v9", outcome="dead_lettered", seconds=0
+    )
     value = metrics.registry.get_sample_value
     assert (
         value(
@@ -103,13 +105,13 @@ def test_participant_metrics_keep_unknown_kinds_out_of_the_label_set() -> None:
     assert (
         value(
             "baton_participant_messages_total",
-            {"participant": "risk", "kind": "unknown", "outcome": "dead_letter"},
+            {"participant": "risk", "kind": "unknown", "outcome": "dead_lettered"},
         )
         == 1
     )
     assert value("baton_participant_messages_total",
                  {"participant": "risk", "kind": "attacker.chosen.v9",
-                  "outcome": "dead_letter"}) is None  # fmt: skip
+                  "outcome": "dead_lettered"}) is None  # fmt: skip
 
 
 # -- logs -----------------------------------------------------------------------------------

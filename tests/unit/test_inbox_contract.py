@@ -1,8 +1,11 @@
-"""The inbox port's contract, run against the in-memory twin and the real Redis inbox."""
+"""The inbox port's contract, run against the in-memory twin, the real Redis inbox and the
+SQLite example (examples/sqlite_inbox)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -10,6 +13,7 @@ from redis.crc import key_slot
 
 from baton_sdk import Claim, ClaimStatus, Inbox, InboxKeys, MemoryInbox, RedisInbox, held
 from contracts.base import StepFailed
+from examples.sqlite_inbox import SqliteInbox
 from participants.payments.contracts import (
     AuthorizationVoided,
     PaymentAuthorized,
@@ -23,12 +27,18 @@ HELD = PaymentAuthorized(hold_id="hold_1")
 VOIDED = AuthorizationVoided(released=True)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def inbox(request: pytest.FixtureRequest, namespace: str) -> Inbox:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.integration)])
+def inbox(request: pytest.FixtureRequest, namespace: str) -> Iterator[Inbox]:
     if request.param == "memory":
-        return MemoryInbox(ttl_s=TTL_S)
-    client: aioredis.Redis = request.getfixturevalue("redis_client")  # cleans up the namespace
-    return RedisInbox(client, namespace, "payment", ttl_s=TTL_S, contracts=payment_contracts())
+        yield MemoryInbox(ttl_s=TTL_S)
+    elif request.param == "sqlite":  # the example of an inbox in the participant's own database
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        sqlite = SqliteInbox(tmp_path / "inbox.db", ttl_s=TTL_S, contracts=payment_contracts())
+        yield sqlite
+        sqlite.close()
+    else:
+        client: aioredis.Redis = request.getfixturevalue("redis_client")  # cleans up namespace
+        yield RedisInbox(client, namespace, "payment", ttl_s=TTL_S, contracts=payment_contracts())
 
 
 async def claimed_when_free(inbox: Inbox, effect_id: str, timeout_s: float = 5.0) -> Claim:

@@ -222,7 +222,7 @@ def test_kubernetes_keeps_credentials_in_per_service_secrets() -> None:
     text = "".join(p.read_text() for p in (DEPLOY / "k8s").glob("*.yaml"))
     assert "guest" not in text
     for name in ("orchestrator", *PARTICIPANTS):
-        assert f"{{secretRef: {{name: baton-{name}}}}}" in text
+        assert f"{{secretKeyRef: {{name: baton-{name}, key: BATON_RABBIT__URL}}}}" in text
 
 
 def test_password_hashes_are_rabbitmqs_salted_sha256() -> None:

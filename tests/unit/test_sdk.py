@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -423,30 +424,39 @@ async def test_the_heartbeat_keeps_a_slow_handlers_lease() -> None:
 class RenewalsFail(MemoryInbox):
     """The store went away after the claim: no renewal gets through."""
 
+    claimed_at = 0.0
+
+    async def claim(self, effect_id: str, *, compensates: str = "", lease_s: float) -> Claim:
+        self.claimed_at = time.monotonic()  # the lease runs from (at the latest) now
+        return await super().claim(effect_id, compensates=compensates, lease_s=lease_s)
+
     async def renew(self, claim: Claim, *, lease_s: float) -> bool:
         raise redis.exceptions.ConnectionError("store away")
 
 
 async def test_a_handler_whose_lease_cannot_be_renewed_is_stopped_before_it_expires() -> None:
     """The simulation (seed 4744) ran a retry beside a slow handler whose lease lapsed
-    during a store outage; the handler must stop first, and the command come back."""
-    stopped = asyncio.Event()
+    during a store outage; the handler must stop first, and the command come back.
+
+    The stop is timed where it happens, against the claim's own time, with a lease long
+    enough that a loaded machine's scheduling delay does not eat the safety margin."""
+    stopped_at: list[float] = []
+    lease_s = 2.0
 
     async def slow(cmd: AssessRisk, ctx: MessageContext) -> Reply:
         try:
             await asyncio.sleep(60)
         finally:
-            stopped.set()
+            stopped_at.append(time.monotonic())
         return SCORED
 
     inbox = RenewalsFail()
-    risk = responder(slow, inbox, lease_s=0.3)
-    task = asyncio.create_task(verdict(risk, wire()))
-    await stopped.wait()
-    assert (await inbox.claim(EFFECT, lease_s=1)).busy  # stopped while its lease still held
-    outcome = await task
+    risk = responder(slow, inbox, lease_s=lease_s)
+    outcome = await verdict(risk, wire())
     assert isinstance(outcome, Redeliver)
     assert outcome.outcome is Outcome.RETRY
+    assert len(stopped_at) == 1
+    assert stopped_at[0] < inbox.claimed_at + lease_s  # stopped while its lease still held
 
 
 async def test_undecodable_and_foreign_commands_are_dead_lettered() -> None:

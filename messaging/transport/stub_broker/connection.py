@@ -16,6 +16,7 @@ from contracts import envelope as env
 from contracts.topology import Topology
 from messaging.transport.codec import Wire
 from messaging.transport.dead_marks import DeadLetterMarks
+from messaging.transport.port import Delivery
 from messaging.transport.stub_broker.server import (
     DIRECT,
     TOPIC,
@@ -240,7 +241,7 @@ class StubBroker:
         """Publish several messages and wait for all confirms together."""
         await asyncio.gather(*(self.publish(w, exchange=ex, routing_key=rk) for w, ex, rk in items))
 
-    async def dead_letter(self, message: StubMessage, queue: str, reason: str) -> None:
+    async def dead_letter(self, message: Delivery, queue: str, reason: str) -> None:
         """Copy ``message`` to ``queue``'s dead-letter queue with the reason, then ack it.
 
         The same rules as ``Broker.dead_letter``: a redelivery already copied (per the
@@ -272,7 +273,7 @@ class StubBroker:
         await message.ack()
 
     @staticmethod
-    async def _requeue(message: StubMessage) -> None:
+    async def _requeue(message: Delivery) -> None:
         await asyncio.sleep(REQUEUE_DELAY_S)
         with contextlib.suppress(BrokerUnavailable, AlreadySettled):  # a dead channel does it
             await message.nack(requeue=True)
@@ -359,7 +360,7 @@ class StubBroker:
         return any(connection._tasks for connection in self.server.connections)
 
 
-def _wire_of(message: StubMessage) -> Wire:
+def _wire_of(message: Delivery) -> Wire:
     return Wire(
         body=message.body,
         kind=message.type,

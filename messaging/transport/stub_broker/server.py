@@ -134,6 +134,11 @@ class StubMessage:
         self.settled = False
 
     @property
+    def processed(self) -> bool:
+        """Acked, nacked or rejected (aio-pika's name; the worker asks it after a crash)."""
+        return self.settled
+
+    @property
     def live(self) -> bool:
         """Still settleable: not settled, and its connection has not died since delivery."""
         connection = self.consumer.connection

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.effects import Decision, Event, ReplyReceived, Tick
-from orchestrator.core.engine.compensation import compensated, send, stop_forward
+from orchestrator.core.engine.compensation import compensated, send_command, stop_forward
 from orchestrator.core.engine.draft import (
     Draft,
     action_of,
@@ -127,7 +127,7 @@ def _on_tick(d: Draft, tick: Tick) -> Decision:
 
 def _on_due(d: Draft, waiting: Waiting, tick: Tick) -> None:
     if not waiting.sent:
-        send(d, waiting.step, waiting.phase, waiting.attempt)
+        send_command(d, waiting.step, waiting.phase, waiting.attempt)
     elif waited_command(d.state, waiting) in tick.unpublished:
         # never reached the participant: wait again, count nothing
         timeout = action_of(d.definition.step(waiting.step), waiting.phase).timeout_s

@@ -13,16 +13,16 @@ from math import inf
 from contracts.envelope import Phase
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.engine.draft import Draft, pivot_started
-from orchestrator.core.engine.sending import finish, try_send
+from orchestrator.core.engine.sending import finish, try_send_command
 from orchestrator.core.state import SagaState, SagaStatus, StepStatus, Waiting
 
 # Statuses of a compensatable step that must be undone when the saga compensates.
 TO_UNDO = (StepStatus.SUCCEEDED, StepStatus.UNKNOWN, StepStatus.RUNNING)
 
 
-def send(d: Draft, step_name: str, phase: Phase, attempt: int) -> bool:
+def send_command(d: Draft, step_name: str, phase: Phase, attempt: int) -> bool:
     """Send, or stop when the payload cannot be built (a definition or data bug)."""
-    reason = try_send(d, step_name, phase, attempt)
+    reason = try_send_command(d, step_name, phase, attempt)
     if reason is None:
         return True
     d.note("payload_error", step_name, phase, 0, reason)
@@ -99,7 +99,7 @@ def start_wave(d: Draft, position: int) -> None:
         finish(d, SagaStatus.COMPENSATED, "compensated")
         return
     for name in wave(d.definition, plan, position):
-        if not send(d, name, "compensate", 1):
+        if not send_command(d, name, "compensate", 1):
             return
 
 

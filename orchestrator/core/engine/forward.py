@@ -7,7 +7,7 @@ from contracts.base import Start
 from contracts.traceparent import trace_id
 from orchestrator.core.definition import SagaDefinition, StepDefinition
 from orchestrator.core.effects import Decision, ReplyReceived
-from orchestrator.core.engine.compensation import send, stop_forward
+from orchestrator.core.engine.compensation import send_command, stop_forward
 from orchestrator.core.engine.draft import Draft, context
 from orchestrator.core.engine.sending import emit, finish
 from orchestrator.core.state import SagaState, SagaStatus, StepRecord, StepStatus, Waiting
@@ -66,7 +66,7 @@ def enter_stage(d: Draft, index: int) -> None:
                 d.set_step(step.name, status=StepStatus.SKIPPED)
                 d.note("skipped", step.name)
         for step in running:
-            if not send(d, step.name, "forward", 1):
+            if not send_command(d, step.name, "forward", 1):
                 return  # the saga stopped moving forward
         if running:
             return

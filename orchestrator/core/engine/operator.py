@@ -7,7 +7,7 @@ from orchestrator.core.engine.compensation import (
     begin_compensation,
     first_unfinished_wave,
     interrupt,
-    send,
+    send_command,
 )
 from orchestrator.core.engine.draft import Draft, pivot_started
 from orchestrator.core.engine.sending import finish
@@ -34,7 +34,7 @@ def on_operator(d: Draft, action: OperatorAction) -> Decision:
     if not state.waiting:
         return Decision(state, ignored="nothing_to_resume")
     for waiting in state.waiting:  # send each again now, as a new attempt
-        if not send(d, waiting.step, waiting.phase, waiting.attempt + 1):
+        if not send_command(d, waiting.step, waiting.phase, waiting.attempt + 1):
             break
     return d.decision()
 
@@ -56,7 +56,7 @@ def _retry_compensation(d: Draft, action: OperatorAction) -> Decision:
             compensation_budget_from=record.compensation_attempts,
             compensation_started_at=d.now,
         )
-        if not send(d, name, "compensate", record.compensation_attempts + 1):
+        if not send_command(d, name, "compensate", record.compensation_attempts + 1):
             break
     return d.decision()
 

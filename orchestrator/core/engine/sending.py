@@ -40,7 +40,7 @@ def why(exc: Exception) -> str:
     return str(exc)  # a missing key or a wrong type: names, not values
 
 
-def try_send(d: Draft, step_name: str, phase: Phase, attempt: int) -> str | None:
+def try_send_command(d: Draft, step_name: str, phase: Phase, attempt: int) -> str | None:
     """Send one attempt of a step's command and wait for its reply; the reason, with the
     draft unchanged, when its payload cannot be built from the saga context."""
     step = d.definition.step(step_name)
