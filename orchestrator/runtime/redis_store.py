@@ -36,7 +36,6 @@ def _script(name: str) -> str:
     return (resources.files("orchestrator.runtime") / "lua" / name).read_text(encoding="utf-8")
 
 
-
 def _score(value: float) -> str:
     return repr(float(value))  # shortest round-trip form: Redis parses it back exactly
 
