@@ -6,6 +6,8 @@ import asyncio
 import getpass
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -17,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from baton import deadletters
-from baton.runtime import load_catalog, open_broker, open_runtime, open_store
+from baton.acting import Operator
+from baton.runtime import load_catalog, open_broker, open_runtime, open_store, orchestrator_keyring
 from baton.versions import catalog_for, registered_hidden
 from contracts.base import Start
 from contracts.envelope import Envelope
@@ -33,6 +36,7 @@ from messaging.trust.signing import ORCHESTRATOR, Keyring
 from orchestrator.core.catalog import Catalog
 from orchestrator.core.effects import OperatorAction
 from orchestrator.core.state import SagaState, SagaStatus
+from orchestrator.runtime.audit_store import AuditStore
 
 console = Console()
 
@@ -247,37 +251,36 @@ async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
     return 1 if total else 0
 
 
-UNKNOWN_VERSION_HINT = (
-    "; this configuration does not load that version and no orchestrator registered it in"
-    " Redis: run this command where BATON_ORCHESTRATOR__PACKAGES names its saga package, or"
-    " start an orchestrator that runs it (it registers its versions), then try again"
-)
-
-
-def _refusal(exc: BatonError) -> str:
-    """Why an operator action was refused, with what to do when the saga's version is
-    unknown here (``baton.versions.catalog_for`` found it neither loaded nor registered)."""
-    if isinstance(exc, ContractError) and exc.reason == "unknown_definition":
-        return f"saga runs on {exc.detail}{UNKNOWN_VERSION_HINT}"
-    return masked(str(exc))
-
-
 async def act(settings: Settings, saga_id: str, action: OperatorAction) -> int:
     """Apply an operator action through the same path as any other event, on the saga's
-    own definition version: the registered one when this configuration does not load it."""
-    async with open_runtime(settings, catalog=await catalog_for(settings, saga_id)) as rt:
-        try:
-            decision = await rt.orchestrator.apply(saga_id, action)
-        except BatonError as exc:
-            click.echo(f"baton {action.action}: {_refusal(exc)}", err=True)
-            return 1
-    if decision.ignored:
-        click.echo(
-            f"nothing done: {decision.ignored} (status {decision.state.status.value})", err=True
-        )
+    own definition version (the registered one when this configuration does not load it),
+    and audit it whatever came of it (``baton.acting``)."""
+    catalog = await catalog_for(settings, saga_id)
+    async with operator_session(settings, catalog) as operator:
+        outcome = await operator.perform(saga_id, action)
+    if outcome.result == "refused":
+        click.echo(f"baton {action.action}: {outcome.detail}", err=True)
         return 1
-    click.echo(f"{action.action}: saga {saga_id} is now {decision.state.status.value}")
+    if outcome.result == "ignored":
+        click.echo(f"nothing done: {outcome.detail} (status {outcome.status})", err=True)
+        return 1
+    click.echo(f"{action.action}: saga {saga_id} is now {outcome.status}")
     return 0
+
+
+@asynccontextmanager
+async def operator_session(settings: Settings, catalog: Catalog) -> AsyncIterator[Operator]:
+    """An ``Operator`` on this configuration's runtime: acts and audits."""
+    keyring = orchestrator_keyring(settings, catalog)
+    async with (
+        open_runtime(settings, catalog=catalog, keyring=keyring) as rt,
+        AuditStore.connect(
+            str(settings.redis.url),
+            namespace=settings.namespace,
+            shards=settings.orchestrator.shards,
+        ) as audit,  # fmt: skip
+    ):
+        yield Operator(rt.orchestrator, rt.store, audit, rt.broker, keyring)
 
 
 async def show_dead_letters(settings: Settings, queue: str, limit: int, as_json: bool) -> int:

@@ -19,6 +19,7 @@ from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, Sealer, gene
 from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
 from orchestrator.core.catalog import Catalog
 from orchestrator.core.definition import load_definition
+from orchestrator.runtime.audit_store import AuditStore
 from orchestrator.runtime.chaos import CrashPoints
 from orchestrator.runtime.definition_registry import DefinitionRegistry
 from orchestrator.runtime.keys import KeySpace
@@ -169,6 +170,11 @@ async def open_runtime(
         open_store(settings, catalog=catalog, sealer=sealer) as store,
         open_broker(settings, wait_s=wait_s, sealer=sealer) as broker,
         open_definitions(settings) as definitions,
+        AuditStore.connect(
+            str(settings.redis.url),
+            namespace=settings.namespace,
+            shards=settings.orchestrator.shards,
+        ) as audit,  # fmt: skip
     ):
         config = RunnerConfig(
             tick_interval_s=settings.orchestrator.tick_interval_s,
@@ -185,6 +191,7 @@ async def open_runtime(
             catalog, store, broker, keyring=keyring, config=config, crash=crash,
             definitions=definitions,
         )  # fmt: skip
+        orchestrator.operator_counts = audit  # exports baton_operator_actions_total
         yield Runtime(catalog, store, broker, orchestrator)
 
 

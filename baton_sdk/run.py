@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 from baton_sdk.handlers import Handlers
 from baton_sdk.metrics import PrometheusWorkerMetrics
 from baton_sdk.worker import Worker
-from messaging.observability.health import broker_ready, consumer_alive, redis_ready, serving
+from messaging.observability.health import (
+    broker_ready,
+    consumer_alive,
+    consumers_ready,
+    redis_ready,
+    serving,
+)
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.transport.dead_marks import RedisDeadLetterMarks
@@ -72,7 +78,11 @@ async def _work(
         keyring=keyring, metrics=metrics,
     )  # fmt: skip
     worker.failures = FailureCounts(settings.rabbit.poison_after)
-    checks = {"rabbitmq": broker_ready(broker), "redis": redis_ready(redis)}
+    checks = {
+        "rabbitmq": broker_ready(broker),
+        "redis": redis_ready(redis),
+        "consumers": consumers_ready(broker),  # not while its queue is deleted under it
+    }
     alive = {"consumers": consumer_alive(broker, worker.failures)}
     async with serving(metrics.registry, checks, settings.metrics.port,
                        settings.metrics.host, liveness=alive):  # fmt: skip

@@ -8,6 +8,7 @@ and opens connections. The group and its shared helpers live in ``base``; the co
 from __future__ import annotations
 
 from baton.check import check_command
+from baton.cli import audit as audit  # registers `baton audit`
 from baton.cli import console as console  # registers `baton console` (baton/console/)
 from baton.cli import dashboards as dashboards  # registers `baton dashboards`
 from baton.cli import payments as payments  # registers accounts, merchants

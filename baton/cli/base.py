@@ -59,10 +59,17 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+MAX_LINE = 400  # characters of an error's text an operator sees (--debug shows all)
+
+
 def _text(exc: BaseException) -> str:
-    """The exception's first line, passwords and card numbers masked."""
-    lines = str(exc).strip().splitlines()
-    return mask_pans(masked(lines[0] if lines else type(exc).__name__))
+    """The exception's text on one line (a pydantic error spans several: the field is on the
+    second), passwords and card numbers masked."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    text = text or type(exc).__name__
+    if len(text) > MAX_LINE:
+        text = text[: MAX_LINE - 1] + "…"
+    return mask_pans(masked(text))
 
 
 def error_line(raised: Exception) -> tuple[int, str]:
@@ -96,7 +103,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 class BatonGroup(click.Group):
     """The root group: refuses card numbers in any argument before any command parses it,
-    and turns what a command raises into one line and an exit status (``baton.errors``)."""
+    and turns what a command raises into one line and an exit status (``error_line``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # every token of the command line, options and arguments of every subcommand alike
@@ -116,6 +123,18 @@ class BatonGroup(click.Group):
             code, line = error_line(exc)
             click.echo(f"baton: {line}", err=True)
             ctx.exit(code)
+
+
+def _log_level(settings: Settings, command: str | None, debug: bool) -> str:
+    """A daemon logs at ``BATON_LOG__LEVEL`` (default info): its log is read by machines. A
+    one-shot command talks to a person, so unless the variable is set it logs only warnings:
+    its own lines (an operator action's ``operator_action``) stay in the audit trail, the
+    event and the metric, and an error stays one line."""
+    if debug:
+        return "debug"
+    if command in DAEMONS or "level" in settings.log.model_fields_set:
+        return settings.log.level
+    return "warning"
 
 
 EPILOG = '\b\nExit statuses (docs/operations.md, "Exit statuses and errors"):\n' + "\n".join(
@@ -140,7 +159,7 @@ def main(ctx: click.Context, debug: bool) -> None:
             name = "BATON_" + "__".join(str(part) for part in error["loc"]).upper()
             click.echo(f"baton: {name}: {masked(error['msg'])}", err=True)
         sys.exit(2)
-    configure_logging("debug" if debug else settings.log.level, settings.log.format)
+    configure_logging(_log_level(settings, ctx.invoked_subcommand, debug), settings.log.format)
     if not debug and ctx.invoked_subcommand not in DAEMONS:
         for library in QUIET_LIBRARIES:
             logging.getLogger(library).setLevel(logging.CRITICAL)

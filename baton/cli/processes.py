@@ -29,7 +29,7 @@ from baton.runtime import (
     wait_for_redis,
 )
 from messaging.errors import DefinitionError
-from messaging.observability.health import broker_ready, consumer_alive, serving
+from messaging.observability.health import broker_ready, consumer_alive, consumers_ready, serving
 from messaging.observability.otel import enable_otlp
 from messaging.trust.signing import ORCHESTRATOR, Keyring
 
@@ -44,7 +44,8 @@ def orchestrator(ctx: click.Context) -> None:
     async def work() -> int:
         await wait_for_redis(settings, settings.rabbit.connect_wait_s)  # or wait for queues
         async with open_runtime(settings, wait_s=settings.rabbit.connect_wait_s) as rt:
-            checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping}
+            checks = {"rabbitmq": broker_ready(rt.broker), "redis": rt.store.ping,
+                      "consumers": consumers_ready(rt.broker)}  # fmt: skip
             registry = rt.orchestrator.metrics.registry
             stop = stop_on_signals()
             queues, exchanges = rt.broker.topology.orchestrator_needs(rt.catalog.participants)

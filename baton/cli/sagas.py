@@ -12,7 +12,6 @@ from baton import operate
 from baton.cli.base import _run, _settings, main
 from messaging.errors import DefinitionError
 from messaging.observability.logs import masked
-from orchestrator.core.effects import OperatorAction
 
 
 @main.command("start")
@@ -120,15 +119,42 @@ def definitions(ctx: click.Context, as_json: bool) -> None:
 
 
 def _operator(action: Literal["retry", "resume", "abort"], compensate: bool = True) -> Any:
-    @click.argument("saga_id")
-    @click.option("--note", default="", help="Recorded in the saga's history.")
+    @click.argument("saga_id", required=False)
+    @click.option("--reason", default=None, help="Why (required; recorded in the audit trail).")
+    @click.option("--note", default=None, hidden=True, help="Deprecated: use --reason.")
+    @click.option("--actor", default=None, help="Who acts (default: the OS user).")
+    @click.option(
+        "--where", default=None, metavar="FILTERS",
+        help="Act on every saga matching status=,step=,saga=,older-than= (instead of SAGA_ID).",
+    )  # fmt: skip
+    @click.option("--dry-run", is_flag=True, help="With --where: show what matches, act on none.")
+    @click.option(
+        "--canary",
+        default=5,
+        show_default=True,
+        type=click.IntRange(1, 1000),
+        help="With --where: sagas in the first batch; any failure there stops.",
+    )
+    @click.option(
+        "--rate",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(0.1, 1000),
+        help="With --where: at most this many actions per second.",
+    )
+    @click.option(
+        "--max-error-ratio",
+        default=0.1,
+        show_default=True,
+        type=click.FloatRange(0.0, 1.0),
+        help="With --where: stop when a batch's failed share passes this.",
+    )
+    @click.option("--yes", is_flag=True, help="With --where: act without asking.")
     @click.pass_context
-    def command(ctx: click.Context, /, saga_id: str, note: str, **flags: bool) -> None:
-        settings = _settings(ctx)
-        act = OperatorAction(
-            action, compensate=flags.get("compensate", compensate), actor=operate.actor(), note=note
-        )
-        _run(operate.act(settings, saga_id, act))
+    def command(ctx: click.Context, /, saga_id: str | None, **options: Any) -> None:
+        from baton.cli.operator_options import operate  # noqa: PLC0415 - keeps others light
+
+        operate(_settings(ctx), action, saga_id, options, default_compensate=compensate)
 
     return command
 

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from baton.cli.base import _run, _settings, main
 from baton.runtime import wait_for_redis
+from baton.signing_files import write_signing_files
 from messaging.errors import SealingKeyError
 from messaging.settings import Settings
 from messaging.trust.sealing import ACTIVE_VARIABLE, KEYS_VARIABLE, with_new_key
@@ -202,14 +204,28 @@ def keys_sealing(ctx: click.Context, key_id: str | None) -> None:
 @click.argument("signers", nargs=-1, required=True)
 @click.option("--json", "form", flag_value="json", default=True, help="One JSON document.")
 @click.option("--env", "form", flag_value="env", help="BATON_SIGNING__* lines per signer.")
-def keys_generate(signers: tuple[str, ...], form: str) -> None:
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, metavar="DIR",
+    help="Write DIR/<signer>.json (mode 0600) instead of printing; never overwrites.",
+)  # fmt: skip
+@click.pass_context
+def keys_generate(
+    ctx: click.Context, signers: tuple[str, ...], form: str, out: Path | None
+) -> None:
     """A fresh Ed25519 signing key for each of SIGNERS (orchestrator, payment, cli, ...).
 
     --json prints, per signer, a complete signing file (its private key, everyone's public
-    keys) to mount as BATON_SIGNING__FILE; --env the same as variables. The private keys are
-    secrets: this is the only command that prints one. Rotation: docs/operations.md.
+    keys) to mount as BATON_SIGNING__FILE; --env the same as variables; --out DIR writes each
+    signing file as DIR/<signer>.json, readable by its owner only, and prints only the paths.
+    The private keys are secrets: this is the only command that prints one. Rotation:
+    docs/operations.md.
     """
     generated = KeySet.generate(dict.fromkeys(signers))
+    if out is not None:
+        if ctx.get_parameter_source("form") is not ParameterSource.DEFAULT:
+            click.echo("baton keys generate: --out writes files: drop --json/--env", err=True)
+            sys.exit(2)
+        sys.exit(write_signing_files(generated, out))
     if form == "json":
         click.echo(json.dumps({s: generated.settings(s) for s in generated.keys}, indent=2))
         return

@@ -132,7 +132,9 @@ async def saga(request: Request) -> Response:
         "trace_id": trace_id(state.traceparent),
         "history": history,
         "chart": timeline.chart(timeline.layout(state, history, time.time())),
-        "audit": await audit_entries(reader.client, settings.namespace, saga_id, history),
+        "audit": await audit_entries(
+            reader.client, settings.namespace, saga_id, shards=settings.orchestrator.shards
+        ),
     }
     return await _render(request, "saga.html", context)
 

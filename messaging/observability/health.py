@@ -3,8 +3,9 @@
 prometheus_client's own server serves only metrics, and a readiness answer needs the
 process's live connections, which belong to its event loop. So this is a tiny asyncio HTTP
 server on that loop: ``GET /metrics`` (the process's registry), ``GET /healthz`` (200 when
-every readiness check passes — connected to RabbitMQ and Redis — else 503, with a JSON body
-naming each check) and ``GET /livez`` (200 while the loop answers and every liveness check
+every readiness check passes — connected to RabbitMQ and Redis, every consumer consuming —
+else 503, with a JSON body naming each check and, under ``reasons``, why a check failed when it
+can say) and ``GET /livez`` (200 while the loop answers and every liveness check
 passes — no consumer stuck in a crash loop — else 503). One request per connection; nothing
 else is spoken.
 """
@@ -28,7 +29,8 @@ from messaging.transport.poison import FailureCounts
 
 log = structlog.get_logger(__name__)
 
-Check = Callable[[], Awaitable[bool]]
+# A check answers True, or False, or why it is not ready (a string, which counts as False).
+Check = Callable[[], Awaitable[bool | str]]
 CRASH_LOOP_RECONNECTS = 5  # reconnections within the window, with no progress, that ...
 CRASH_LOOP_WINDOW_S = 300.0  # ... make a consumer not alive (aio-pika retries every 5 s)
 CHECK_TIMEOUT_S = 2.0
@@ -41,6 +43,17 @@ def broker_ready(broker: Broker) -> Check:
 
     async def check() -> bool:
         return broker.is_connected and broker.connection.connected.is_set()
+
+    return check
+
+
+def consumers_ready(broker: Broker) -> Check:
+    """Ready while every consumer consumes; not while the broker has cancelled one (its queue
+    was deleted), until the queue is declared again and the consumer resumes."""
+
+    async def check() -> bool | str:
+        gone = broker.not_consuming()
+        return "; ".join(gone) if gone else True
 
     return check
 
@@ -84,7 +97,7 @@ def redis_ready(client: Redis) -> Check:
     return check
 
 
-async def _run_check(check: Check) -> bool:
+async def _run_check(check: Check) -> bool | str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             return await check()
@@ -94,10 +107,18 @@ async def _run_check(check: Check) -> bool:
         return False
 
 
-async def _answers(checks: Mapping[str, Check]) -> dict[str, bool]:
+async def _answers(checks: Mapping[str, Check]) -> dict[str, bool | str]:
     names = list(checks)
     results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
     return dict(zip(names, results, strict=True))
+
+
+def _passed(answers: Mapping[str, bool | str]) -> dict[str, bool]:
+    return {name: answer is True for name, answer in answers.items()}
+
+
+def _reasons(answers: Mapping[str, bool | str]) -> dict[str, str]:
+    return {name: answer for name, answer in answers.items() if isinstance(answer, str)}
 
 
 class ObservabilityServer:
@@ -160,10 +181,10 @@ class ObservabilityServer:
 
     async def readiness(self) -> dict[str, bool]:
         """Every check's answer, run concurrently, each within CHECK_TIMEOUT_S."""
-        return await _answers(self._checks)
+        return _passed(await _answers(self._checks))
 
     async def liveness(self) -> dict[str, bool]:
-        return await _answers(self._liveness)
+        return _passed(await _answers(self._liveness))
 
     async def _respond(self, method: str, path: str) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
@@ -172,9 +193,11 @@ class ObservabilityServer:
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path == "/healthz":
-            checks = await self.readiness()
+            answers = await _answers(self._checks)
+            checks, reasons = _passed(answers), _reasons(answers)
             ready = all(checks.values())
-            body = json.dumps({"ready": ready, "checks": checks}).encode() + b"\n"
+            said = {"ready": ready, "checks": checks} | ({"reasons": reasons} if reasons else {})
+            body = json.dumps(said).encode() + b"\n"
             return (200 if ready else 503), "application/json", body
         if path == "/livez":
             checks = await self.liveness()

@@ -6,7 +6,7 @@ Both the orchestrator and the participants use it, so neither carries its own co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, cast
@@ -17,8 +17,6 @@ import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
 )
 
@@ -28,6 +26,7 @@ from contracts.topology import Topology
 from messaging.transport.amqp_wire import dead_letter_context, properties_of, wire_of
 from messaging.transport.coalesce import coalesce_frame_writes
 from messaging.transport.codec import Wire
+from messaging.transport.consumers import Consumer, Consumers, Handler
 from messaging.transport.dead_marks import DeadLetterMarks
 from messaging.transport.decoding import tolerate_undecodable
 from messaging.transport.port import Delivery
@@ -41,7 +40,6 @@ __all__ += [
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 # What a passive declaration of a missing queue or exchange raises.
 NOT_FOUND = aiormq.exceptions.ChannelNotFoundEntity
 DECLARE_HINT = (
@@ -94,7 +92,7 @@ class Broker:
         self._connection = connection
         self._publisher = publisher
         self._exchanges: dict[str, AbstractExchange] = {}
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._consumers = Consumers(self._start_consumer, self._wait_for_queue)
         self.topology = topology
         self._prefetch = prefetch
         self._queue_type = queue_type
@@ -347,24 +345,33 @@ class Broker:
     # -- consuming -------------------------------------------------------------------------
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int | None = None) -> None:
-        """Start consuming ``queue`` on its own channel; ``handler`` must ack or reject."""
+        """Start consuming ``queue`` on its own channel; ``handler`` must ack or reject.
+        A consumer the broker cancels (queue deleted) resumes once the queue is back."""
+        await self._consumers.add(await self._start_consumer(queue, handler, prefetch))
+
+    async def _start_consumer(self, queue: str, handler: Handler, prefetch: int | None) -> Consumer:
+        prefetch = prefetch or self._prefetch
         channel = await self._connection.channel(publisher_confirms=False)
         try:
-            await channel.set_qos(prefetch_count=prefetch or self._prefetch)
+            await channel.set_qos(prefetch_count=prefetch)
             declared = await channel.declare_queue(queue, passive=True)  # never creates it
             tag = await declared.consume(handler, no_ack=False)
         except BaseException:  # missing queue, refused permission: no channel left behind
             with suppress(Exception):
                 await channel.close()
             raise
-        self._consumers.append((declared, tag))
+        return Consumer(queue, handler, prefetch, channel, declared, tag)
+
+    async def _wait_for_queue(self, queue: str, stop: asyncio.Event) -> bool:
+        return await self.wait_for([queue], [], stop)
+
+    def not_consuming(self) -> list[str]:
+        """Why each consumer the broker cancelled (its queue deleted) has not resumed yet."""
+        return self._consumers.not_consuming()
 
     async def stop_consuming(self) -> None:
         """Cancel the consumers: no new deliveries; in-flight ones can still be acked."""
-        for queue, tag in self._consumers:
-            with suppress(Exception):
-                await queue.cancel(tag)
-        self._consumers.clear()
+        await self._consumers.stop()
 
     async def queue_depth(self, queue: str) -> int:
         """Ready messages in ``queue``, asked afresh (a robust channel caches declarations)."""

@@ -328,7 +328,17 @@ def parse_definition(data: dict[str, Any], contracts: ContractLookup) -> SagaDef
     try:
         return SagaDefinition.model_validate(data, context={"contracts": contracts})
     except ValidationError as exc:
-        raise DefinitionError(str(exc)) from exc
+        raise DefinitionError(one_line(exc)) from exc
+
+
+def one_line(exc: ValidationError) -> str:
+    """Every problem pydantic found, with its field, on one line: what an operator reads in
+    ``baton check`` or a refusing orchestrator's single error line."""
+    problems = (
+        f"{'.'.join(str(part) for part in error['loc']) or 'definition'}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return "invalid definition: " + "; ".join(problems)
 
 
 def load_definition(path: str | Path, contracts: ContractLookup) -> SagaDefinition:

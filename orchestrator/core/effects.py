@@ -43,12 +43,14 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction:
-    """An operator's command, recorded in the saga's history."""
+    """An operator's command, recorded in the saga's history (actor, reason and the bulk
+    run's ``batch_id`` as a JSON object in the entry's detail)."""
 
     action: Literal["retry", "resume", "abort"]
     compensate: bool = True
     actor: str = "operator"
-    note: str = ""
+    reason: str = ""
+    batch_id: str = ""
 
 
 Event = ReplyReceived | Tick | OperatorAction

@@ -21,6 +21,9 @@ OUTBOX_CLAIMED = "outbox:claimed"  # zset per shard: entry id -> until when a sw
 STATUS = "status"  # zset per shard and status: saga id -> updated_at
 DEFINITION = "versions"  # hash per definition: version -> registered record (never expires)
 DEFINITION_NAMES = "names"  # set: the names of the registered definitions (never expires)
+AUDIT = "audit"  # list per saga: its operator actions' hash chain (audit_store.py; kept)
+AUDIT_HEAD = "audit_head"  # string per saga: "seq:hash" of the chain's last entry
+OPERATOR_ACTIONS = "operator:actions"  # hash per shard: "action:result" -> count
 
 
 def shard_of(saga_id: str, shards: int) -> int:
@@ -52,6 +55,15 @@ class KeySpace:
 
     def history(self, saga_id: str) -> str:
         return f"{self._base(self.shard(saga_id))}:{HISTORY}:{saga_id}"
+
+    def audit(self, saga_id: str) -> str:
+        return f"{self._base(self.shard(saga_id))}:{AUDIT}:{saga_id}"
+
+    def audit_head(self, saga_id: str) -> str:
+        return f"{self._base(self.shard(saga_id))}:{AUDIT_HEAD}:{saga_id}"
+
+    def operator_actions(self, shard: int) -> str:
+        return f"{self._base(shard)}:{OPERATOR_ACTIONS}"
 
     def deadlines(self, shard: int) -> str:
         return f"{self._base(shard)}:{DEADLINES}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
 
@@ -30,8 +30,18 @@ RECENT_STATES = 10_000  # sagas whose last written state a replica keeps in memo
 T = TypeVar("T")
 
 
+class OperatorCounts(Protocol):
+    """Operator actions by (action, result), counted where the CLI writes its audit entries
+    (``orchestrator.runtime.audit_store.AuditStore``)."""
+
+    async def counts(self) -> dict[tuple[str, str], int]: ...
+
+
 class BackgroundLoops:
     """Deadline, sweep and state loops, run by ``Orchestrator.run`` until ``stop``."""
+
+    # set by the composition root; None: baton_operator_actions_total is not exported
+    operator_counts: OperatorCounts | None = None
 
     _store: SagaStore
     _broker: Transport
@@ -132,6 +142,8 @@ class BackgroundLoops:
         }
         lag = await self._store.outbox_oldest_age(now)
         self.metrics.refresh_state(counts, stuck, lag, self._config.stuck_after_s, now)
+        if self.operator_counts is not None:
+            self.metrics.operator_actions.set(await self.operator_counts.counts())
 
     async def _guarded(self, work: Awaitable[T]) -> T | None:
         """Background work survives a store or broker outage; the next round tries again."""

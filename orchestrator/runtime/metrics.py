@@ -10,10 +10,12 @@ so every replica reports the same cluster-wide value: aggregate them with ``max`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
+from orchestrator.core.audit import ACTIONS, RESULTS
 from orchestrator.core.definition import SagaDefinition
 from orchestrator.core.effects import Decision, EmitEvent, SendCommand
 from orchestrator.core.state import SagaState, SagaStatus, StepStatus
@@ -34,6 +36,14 @@ class OrchestratorMetrics:
         self._step_metrics(self.registry)
         self._message_metrics(self.registry)
         self._state_gauges(self.registry)
+        self.operator_actions = SharedCounter(
+            "baton_operator_actions",
+            "Operator actions (retry, resume, abort) by result, as the audit trails count them "
+            "in Redis (cluster-wide: aggregate with max).",
+            ("action", "result"),
+        )
+        self.operator_actions.set({(a, r): 0 for a in ACTIONS for r in RESULTS})
+        self.registry.register(self.operator_actions)
 
     def _saga_metrics(self, r: CollectorRegistry) -> None:
         """Sagas started and finished, and how long they took."""
@@ -247,3 +257,25 @@ class OrchestratorMetrics:
         self.stuck_after.set(stuck_after_s)
         self.outbox_lag.set(max(outbox_lag_s, 0.0))
         self.state_refreshed.set(now)
+
+
+class SharedCounter:
+    """A counter kept in shared state (Redis) by short-lived processes, exported as last read
+    by the state loop: ``baton retry`` exits before any scrape, so it cannot count itself."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, str]) -> None:
+        self._name, self._doc, self._labels = name, documentation, labels
+        self.values: dict[tuple[str, str], float] = {}
+
+    def set(self, values: Mapping[tuple[str, str], float]) -> None:
+        """Replace the figures with one read's; series never seen before start at 0."""
+        self.values = {**dict.fromkeys(self.values, 0.0), **values}
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._doc, labels=self._labels)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
+        for labels, value in sorted(self.values.items()):
+            family.add_metric(labels, value)
+        yield family

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from baton.cli import main
-from baton.console.audit import audit_entries
 from baton.console.masking import MASK, clear_secrets, masked_fields, masked_text
 from baton.console.views import BadQuery, parse_search
 from messaging.trust.sealing import Sealer
@@ -64,19 +63,6 @@ def test_a_good_search_is_parsed() -> None:
         "q": "k-1", "status": "failed", "idle_s": 30.0, "limit": 7,
     }  # fmt: skip
     assert parse_search({}) == {"q": "", "status": "", "idle_s": 0.0, "limit": 50}
-
-
-async def test_the_audit_trail_is_the_operator_actions_of_the_history() -> None:
-    history = [
-        {"at": "1.5", "what": "sent", "step": "a", "phase": "forward", "attempt": "1",
-         "detail": ""},
-        {"at": "9.0", "what": "operator_retry", "step": "", "phase": "", "attempt": "0",
-         "detail": "alice: card system back: try again"},
-    ]  # fmt: skip
-    [entry] = await audit_entries(None, "ns.", "s-1", history)  # type: ignore[arg-type]
-    assert (entry.at, entry.action, entry.actor, entry.note) == (
-        9.0, "retry", "alice", "card system back: try again",
-    )  # fmt: skip
 
 
 def console(*args: str) -> Result:

@@ -113,7 +113,7 @@ async def test_operator_session(world: DemoWorld, settings: Settings, keys: KeyS
     assert books.json()["packages"]["payment"]["ok"] is True
     assert (await baton(settings, keys, "stuck")).code == 0
     assert (await baton(settings, keys, "health")).code == 0
-    aborted = await baton(settings, keys, "abort", saga_id)
+    aborted = await baton(settings, keys, "abort", saga_id, "--reason", "wrong amount")
     assert aborted.code == 1, "a completed saga cannot be aborted"
     dead = await baton(settings, keys, "dlq", "list", "--json")
     assert set(dead.json().values()) == {0}

@@ -254,7 +254,7 @@ async def test_an_operator_acts_on_a_saga_whose_version_is_only_registered(
                              definitions=registry) as baton:  # fmt: skip
         saga_id = await baton.start(world.transaction(1))  # no participant: held at step one
         await eventually(waiting_on(baton.store, [saga_id], "authorize_payment"), what="held")
-        aborted = await cli(settings, keys, "abort", saga_id)
+        aborted = await cli(settings, keys, "abort", saga_id, "--reason", "held too long")
         assert aborted.code == 0, aborted.err
         assert "is now compensating" in aborted.out
         state = await baton.state(saga_id)

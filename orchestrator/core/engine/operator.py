@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from orchestrator.core.effects import Decision, OperatorAction
 from orchestrator.core.engine.compensation import (
     begin_compensation,
@@ -24,7 +26,7 @@ _NOTHING_HELD = (
 
 def on_operator(d: Draft, action: OperatorAction) -> Decision:
     state = d.state
-    d.note(f"operator_{action.action}", detail=f"{action.actor}: {action.note}".strip(": "))
+    d.note(f"operator_{action.action}", detail=_detail(action))
     if state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
         return Decision(state, ignored="saga_finished")
     if action.action == "abort":
@@ -37,6 +39,14 @@ def on_operator(d: Draft, action: OperatorAction) -> Decision:
         if not send_command(d, waiting.step, waiting.phase, waiting.attempt + 1):
             break
     return d.decision()
+
+
+def _detail(action: OperatorAction) -> str:
+    """Who and why, structured: a compact JSON object (``baton audit`` holds the chain)."""
+    fields = {"actor": action.actor, "reason": action.reason}
+    if action.batch_id:
+        fields["batch_id"] = action.batch_id
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 def _retry_compensation(d: Draft, action: OperatorAction) -> Decision:

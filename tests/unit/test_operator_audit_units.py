@@ -1,0 +1,112 @@
+"""The audit chain's verification, the operator's input checks and the bulk ramp, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from baton.acting import check_actor, check_reason
+from baton.bulk import Pacer, Ramp, Where, batches, parse_where
+from orchestrator.core.audit import Head, dumps, next_entry, verify
+from orchestrator.core.state import SagaStatus
+
+
+def chain(saga_id: str, n: int) -> list[str]:
+    head, raws = Head(), []
+    for i in range(n):
+        entry = next_entry(head, at=float(i), saga_id=saga_id, action="retry", actor="a",
+                           reason="r", result="applied", detail="", batch_id="")  # fmt: skip
+        head = Head(entry.seq, entry.hash)
+        raws.append(dumps(entry))
+    return raws
+
+
+def test_an_intact_chain_and_each_kind_of_tampering() -> None:
+    raws = chain("s", 4)
+    assert verify("s", raws, None).intact
+    assert verify("s", [], None).intact
+    assert verify("s", raws[:3], None).intact, "without the head a cut tail is not seen"
+    head = Head.loads(f"4:{verify.__name__}")  # any head other than the last entry's
+    assert verify("s", raws[:3], head).problem == "deleted"
+    forged = chain("s", 2)[1].replace('"reason":"r"', '"reason":"x"')
+    assert (
+        verify("s", [raws[0], forged], None).problem,
+        verify("s", [raws[0], forged], None).position,
+    ) == ("edited", 2)
+    assert verify("s", [raws[0], raws[2], raws[1]], None).problem == "reordered"
+    assert verify("s", [raws[0], raws[2]], None).problem == "deleted"
+    assert verify("s", [raws[0], raws[1], raws[1]], None).problem == "inserted"
+    other = chain("t", 2)
+    assert verify("s", [raws[0], other[1]], None).problem == "foreign"
+    assert verify("s", [raws[0], "{not json"], None).problem == "unreadable"
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("color=red", "unknown key 'color'"), ("status=lost", "status 'lost'"),
+     ("status", "not KEY=VALUE"), ("step=", "not KEY=VALUE"),
+     ("older-than=soon", "not a number"), ("older-than=-1", "0 or more"),
+     ("saga=a,saga=b", "given twice")],
+)  # fmt: skip
+def test_where_is_parsed_strictly(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        parse_where(text)
+
+
+def test_a_good_where() -> None:
+    assert parse_where("status=failed, step=check_compliance,older-than=600") == Where(
+        (SagaStatus.FAILED,), "check_compliance", "", 600.0
+    )
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "a\nb", "x" * 501, "card 4111111111111111"])
+def test_a_reason_is_required_and_sane(reason: str) -> None:
+    with pytest.raises(ValueError, match="--reason"):
+        check_reason(reason)
+
+
+@pytest.mark.parametrize("actor", ["", " alice", "a" * 65, "tab\there", "4111111111111111"])
+def test_an_actor_is_short_and_printable(actor: str) -> None:
+    with pytest.raises(ValueError, match="--actor"):
+        check_actor(actor)
+
+
+def test_batches_double_from_the_canary_up_to_a_cap() -> None:
+    assert batches(25, Ramp(canary=5)) == [5, 10, 10]
+    assert batches(3, Ramp(canary=5)) == [3]
+    assert batches(100, Ramp(canary=5, max_batch=20)) == [5, 10, 20, 20, 20, 20, 5]
+
+
+async def test_the_pacer_spaces_starts_by_the_rate() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = Pacer(10.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(25):
+        await pacer.wait()
+    assert now[0] == pytest.approx(2.4), "25 starts at 10/s take 2.4 s after the first"
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [(["retry", "s-1"], "--reason is required"),
+     (["retry", "s-1", "--reason", "   "], "--reason is required"),
+     (["resume", "--reason", "x"], "exactly one of SAGA_ID or --where"),
+     (["abort", "s-1", "--where", "status=failed", "--reason", "x"], "exactly one"),
+     (["retry", "--where", "colour=red", "--reason", "x"], "unknown key 'colour'"),
+     (["retry", "s-1", "--reason", "x", "--actor", ""], "--actor must be"),
+     (["retry", "s-1", "--reason", "x", "--note", "y"], "give --reason only"),
+     (["retry", "s-1", "--dry-run"], "go with --where")],
+)  # fmt: skip
+def test_operator_commands_refuse_bad_input_before_connecting(
+    args: list[str], complaint: str
+) -> None:
+    from click.testing import CliRunner
+
+    from baton.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert complaint in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
