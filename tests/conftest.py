@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from baton.cli.base import QUIET_LIBRARIES
 from contracts.topology import Topology
@@ -79,14 +80,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(autouse=True)
-def library_log_levels() -> Iterator[None]:
-    """A ``baton`` command run in-process (click's runner) quiets the broker client's loggers
-    for the whole process, as a one-shot CLI process may; the next test gets them back."""
+def process_logging() -> Iterator[None]:
+    """A ``baton`` command run in-process (click's runner) configures logging for the whole
+    process, as a one-shot CLI process may: structlog's level (warning for one-shot
+    commands), the root handlers, and the broker client's loggers quieted. The next test gets
+    the configuration back, so its ``capture_logs`` sees its info lines."""
+    structlog_config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
     loggers = [logging.getLogger(name) for name in QUIET_LIBRARIES]
     levels = [logger.level for logger in loggers]
     yield
     for logger, level in zip(loggers, levels, strict=True):
         logger.setLevel(level)
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    structlog.configure(**structlog_config)
 
 
 @pytest.fixture

@@ -188,7 +188,8 @@ async def test_dashboard_and_alerts_against_a_real_prometheus(redis_url: str) ->
         for name, port in ports.items():
             status, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz")
             assert status == 200, (name, body)
-            assert json.loads(body) == {"ready": True, "checks": {"rabbitmq": True, "redis": True}}
+            checks = {"rabbitmq": True, "redis": True, "consumers": True}  # every queue consumed
+            assert json.loads(body) == {"ready": True, "checks": checks}
 
         # A healthy run with crafted failures at every step, and one undecodable start.
         world = await seed_demo_world(redis, namespace, accounts=20, balance_minor=10**9)
