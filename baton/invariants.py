@@ -19,7 +19,7 @@ import click
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from baton.runtime import load_saga_packages, open_store
+from baton.runtime import load_saga_packages, open_reader
 from messaging.settings import Settings
 from orchestrator.core.state import SagaStatus
 from orchestrator.runtime.packages import SagaPackage
@@ -72,7 +72,7 @@ async def _names(store: RedisSagaStore, saga_ids: list[str]) -> dict[str, str]:
 async def saga_outcomes(settings: Settings) -> dict[str, dict[str, str]]:
     """saga name -> (saga id -> status), for every saga the store holds."""
     statuses: dict[str, str] = {}
-    async with open_store(settings) as store:
+    async with open_reader(settings) as store:
         for status in SagaStatus:
             for saga_id, _ in await store.by_status(status, 10_000_000):
                 statuses[saga_id] = status.value

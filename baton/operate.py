@@ -20,7 +20,13 @@ from rich.text import Text
 
 from baton import deadletters
 from baton.acting import Operator
-from baton.runtime import load_catalog, open_broker, open_runtime, open_store, orchestrator_keyring
+from baton.runtime import (
+    load_catalog,
+    open_broker,
+    open_reader,
+    open_runtime,
+    orchestrator_keyring,
+)
 from baton.versions import catalog_for, registered_hidden
 from contracts.base import Start
 from contracts.envelope import Envelope
@@ -154,7 +160,7 @@ def _redacted(state: SagaState, hidden: frozenset[str]) -> SagaState:
 
 async def show_status(settings: Settings, saga_id: str, as_json: bool) -> int:
     catalog = load_catalog(settings)
-    async with open_store(settings, catalog=catalog) as store:
+    async with open_reader(settings, catalog=catalog) as store:
         state = await store.load(saga_id)
         history = await store.history(saga_id)
     if state is None:
@@ -208,7 +214,7 @@ async def list_sagas(
     settings: Settings, status: str, older_than: float, limit: int, as_json: bool
 ) -> int:
     before = time.time() - older_than if older_than else None
-    async with open_store(settings) as store:
+    async with open_reader(settings) as store:
         found = await store.by_status(SagaStatus(status), limit, before)
         counts = await store.counts()
     now = time.time()
@@ -233,7 +239,7 @@ async def list_sagas(
 async def stuck(settings: Settings, older_than: float, as_json: bool) -> int:
     """Running or compensating sagas idle past ``older_than``, and every failed saga."""
     before = time.time() - older_than
-    async with open_store(settings) as store:
+    async with open_reader(settings) as store:
         found = {
             status.value: await store.by_status(
                 status, 1000, None if status is SagaStatus.FAILED else before

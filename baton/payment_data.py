@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
@@ -241,6 +241,12 @@ async def seed_demo(redis: Redis, namespace: str, *, keep_existing: bool = False
             )
         )
     return results
+
+
+class Row(Protocol):
+    """A record ``baton ... list --json`` prints: one JSON object per record."""
+
+    def row(self) -> dict[str, Any]: ...
 
 
 @dataclass

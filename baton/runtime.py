@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from messaging.errors import SealingKeyError
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.transport.dead_marks import RedisDeadLetterMarks
@@ -115,6 +116,30 @@ async def open_store(
         shards=settings.orchestrator.shards,
         retention_s=settings.orchestrator.retention_s,
         sealed=SealedFields(sealer, fields),
+    ) as store:
+        yield store
+
+
+@asynccontextmanager
+async def open_reader(
+    settings: Settings, *, catalog: Catalog | None = None
+) -> AsyncIterator[RedisSagaStore]:
+    """The saga store for a command that only reads and masks what it shows (``status``,
+    ``list``, ``stuck``): with a sealing key it opens sealed fields as ``open_store`` does;
+    without one they stay sealed, which every reader masks anyway, so these commands need
+    only the URLs. Nothing is written through it."""
+    try:
+        sealer: Sealer | None = Sealer.from_settings(settings.sealing)
+    except SealingKeyError:
+        sealer = None
+    async with RedisSagaStore.connect(
+        str(settings.redis.url),
+        namespace=settings.namespace,
+        shards=settings.orchestrator.shards,
+        retention_s=settings.orchestrator.retention_s,
+        sealed=SealedFields(sealer, sensitive_fields(catalog or load_catalog(settings)))
+        if sealer is not None
+        else None,
     ) as store:
         yield store
 

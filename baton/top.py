@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from baton.runtime import load_catalog, open_broker, open_store
+from baton.runtime import load_catalog, open_broker, open_reader
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from orchestrator.core.state import SagaStatus
@@ -84,7 +84,7 @@ async def top(
     console = console or Console()
     participants = load_catalog(settings).participants
     stuck_after = settings.orchestrator.stuck_after_s
-    async with open_store(settings) as store, open_broker(settings) as broker:
+    async with open_reader(settings) as store, open_broker(settings) as broker:
         first = await read(store, broker, participants, stuck_after)
         if once:  # throughput is a difference: take a second reading before printing
             await asyncio.sleep(interval_s)

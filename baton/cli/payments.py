@@ -22,6 +22,7 @@ from baton.cli.base import _run, _settings, main
 from messaging.settings import Settings
 
 T = TypeVar("T")
+V = TypeVar("V", bound="data.Row")
 KEEP_HELP = (
     "An existing record with other values is left as it is and the seed succeeds "
     "(without it: a conflict, exit 1). Never changes a balance."
@@ -63,6 +64,27 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+def _list(
+    settings: Settings,
+    read: Callable[[aioredis.Redis, str], Awaitable[list[V]]],
+    as_json: bool,
+    title: str,
+    columns: list[str],
+    row: Callable[[V], list[str]],
+) -> None:
+    """A ``list`` command: every record ``read`` finds, as a table or one JSON list."""
+
+    async def work() -> int:
+        views = await _with_redis(settings, lambda r: read(r, settings.namespace))
+        if as_json:
+            click.echo(json.dumps([v.row() for v in views]))
+        else:
+            _table(f"{len(views)} {title}", columns, [row(v) for v in views])
+        return 0
+
+    _run(work())
 
 
 def _demo_or_id(command: str, demo: bool, id_: str | None) -> None:
@@ -134,21 +156,11 @@ def accounts_seed(
 @click.pass_context
 def accounts_list(ctx: click.Context, as_json: bool) -> None:
     """Every account: currency, available balance, money held by sagas in flight."""
-    settings = _settings(ctx)
-
-    async def work() -> int:
-        views = await _with_redis(settings, lambda r: data.accounts(r, settings.namespace))
-        if as_json:
-            click.echo(json.dumps([v.row() for v in views]))
-        else:
-            _table(
-                f"{len(views)} accounts",
-                ["account", "currency", "balance", "held"],
-                [[v.id, v.currency, v.balance, v.held] for v in views],
-            )
-        return 0
-
-    _run(work())
+    _list(
+        _settings(ctx), data.accounts, as_json, "accounts",
+        ["account", "currency", "balance", "held"],
+        lambda v: [v.id, v.currency, v.balance, v.held],
+    )  # fmt: skip
 
 
 @accounts.command("show")
@@ -257,21 +269,10 @@ def _merchant_row(v: data.MerchantView) -> list[str]:
 @click.pass_context
 def merchants_list(ctx: click.Context, as_json: bool) -> None:
     """Every merchant: currency, money captured for it, open or closed, PCI standing."""
-    settings = _settings(ctx)
-
-    async def work() -> int:
-        views = await _with_redis(settings, lambda r: data.merchants(r, settings.namespace))
-        if as_json:
-            click.echo(json.dumps([v.row() for v in views]))
-        else:
-            _table(
-                f"{len(views)} merchants",
-                ["merchant", "currency", "captured", "state", "pci"],
-                [_merchant_row(v) for v in views],
-            )
-        return 0
-
-    _run(work())
+    _list(
+        _settings(ctx), data.merchants, as_json, "merchants",
+        ["merchant", "currency", "captured", "state", "pci"], _merchant_row,
+    )  # fmt: skip
 
 
 @merchants.command("show")

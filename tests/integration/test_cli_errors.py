@@ -380,3 +380,21 @@ async def test_a_saga_of_a_version_known_nowhere_is_refused_naming_it(
     assert (shown["input"]["card_token"], shown["input"]["account_id"]) == ("***", "***")
     assert shown["input"]["merchant_id"] == sent.merchant_id, "the registered contract's mask"
     assert sent.card_token not in status.out + resumed.out
+
+    # An operator with only the URLs (no sealing key, no signing key) still reads the saga:
+    # its sensitive fields stay sealed in the store and are masked as with a key.
+    urls_only = {
+        k: v for k, v in env.items() if not k.startswith(("BATON_SEALING__", "BATON_SIGNING__"))
+    }
+    assert "BATON_REDIS__URL" in urls_only
+
+    def status_with_urls_only() -> Invoked:
+        with in_process_cli(monkeypatch) as runner:
+            return invoke(runner, main, ("status", saga_id, "--json"), urls_only)
+
+    bare = await asyncio.to_thread(status_with_urls_only)
+    assert (bare.code, bare.raised) == (0, None), bare.err
+    shown = json.loads(bare.out)["state"]
+    assert (shown["input"]["card_token"], shown["input"]["account_id"]) == ("***", "***")
+    assert shown["input"]["merchant_id"] == sent.merchant_id
+    assert sent.card_token not in bare.out + bare.err

@@ -134,7 +134,7 @@ def test_a_new_key_joins_the_others_for_rotation() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["orchestrator"], ["participant", "pci"], ["status", "s-1"], ["dlq", "replay", "start"]],
+    [["orchestrator"], ["participant", "pci"], ["dlq", "replay", "start"]],
 )
 def test_a_process_without_a_sealing_key_refuses_to_start_in_one_line(args: list[str]) -> None:
     result = CliRunner().invoke(main, args, env={KEYS_VARIABLE: "", "BATON_SEALING__ACTIVE": ""})
