@@ -44,6 +44,7 @@ from baton.runtime import (
 )
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
+from messaging.transport.coalesce import coalescing_active
 from messaging.trust.signing import ORCHESTRATOR, KeySet
 from participants.payments.contracts import StartTransaction
 
@@ -176,6 +177,8 @@ def _summary(
         "levels": list(options.levels),
         "prefetch": settings.rabbit.prefetch,
         "cores": os.cpu_count(),
+        "coalescing": coalescing_active(),  # aiormq's frame writes coalesced (the same code
+        # and aiormq in every process of the bench: this one's answer is theirs)
         "baton": baton,
         "baseline": baseline,
         "ratios": ratios(baton, baseline),
