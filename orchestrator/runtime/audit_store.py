@@ -95,7 +95,12 @@ class AuditStore:
             pipe.lrange(self.keys.audit(saga_id), 0, -1)
             pipe.get(self.keys.audit_head(saga_id))
             raws, head = await pipe.execute()
-        verdict = verify(saga_id, raws, Head.loads(as_text(head)) if head is not None else None)
+        try:
+            tail = Head.loads(as_text(head)) if head is not None else None
+        except ValueError:  # the head itself was written over: the trail cannot be trusted
+            verdict = Verdict(False, 0, 1, "edited", "the trail's head is not seq:hash")
+        else:
+            verdict = verify(saga_id, raws, tail)
         entries = []
         for raw in raws:
             try:

@@ -110,3 +110,20 @@ def test_operator_commands_refuse_bad_input_before_connecting(
     assert result.exit_code == 2, result.output
     assert complaint in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_a_head_written_over_breaks_the_trail_instead_of_crashing_the_reader() -> None:
+    from fakeredis import FakeAsyncRedis
+
+    from orchestrator.runtime.audit_store import AuditStore
+    from orchestrator.runtime.keys import KeySpace
+
+    client = FakeAsyncRedis()
+    store = AuditStore(client, KeySpace("unit.", 16))
+    await store.append("s-1", at=1.0, action="retry", actor="a", reason="r",
+                       result="applied", detail="", batch_id="")  # fmt: skip
+    assert (await store.trail("s-1")).verdict.intact
+    await client.set(store.keys.audit_head("s-1"), "not a head")
+    verdict = (await store.trail("s-1")).verdict
+    assert (verdict.intact, verdict.problem) == (False, "edited")
+    await client.aclose()
