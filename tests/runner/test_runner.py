@@ -192,7 +192,11 @@ async def test_an_outbox_entry_left_unpublished_is_resent_by_the_sweeper(world: 
     async with world.running(crash=after_commit) as baton:
         saga_id = await baton.start(a_payment())  # committed, then 'crashed' before publishing
         command = await parts["payment"].next()  # only the sweeper can have sent it
-        assert baton.orchestrator.metrics.outbox_swept._value.get() >= 1
+
+        async def swept() -> bool:  # counted just after the publish the participant saw
+            return bool(baton.orchestrator.metrics.outbox_swept._value.get() >= 1)
+
+        await eventually(swept, "the sweeper's count")
         await parts["payment"].reply(command, SUCCESS["payment"])
         await answer(parts, ("risk", "pci", "transaction"))
         state = await baton.finished(saga_id)
