@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -27,7 +27,7 @@ from orchestrator.runtime.keys import KeySpace
 from orchestrator.runtime.packages import Packages, default_package_paths, load_packages, prove_safe
 from orchestrator.runtime.redis_store import RedisSagaStore
 from orchestrator.runtime.runner import Orchestrator, RunnerConfig
-from orchestrator.runtime.sealed_fields import SealedFields, sensitive_fields
+from orchestrator.runtime.sealed_fields import SealedFields, SensitiveFields, sensitive_fields
 
 CONNECT_TIMEOUT_S = 10.0  # a server that accepts nothing, not even a refusal, fails in this
 
@@ -109,14 +109,7 @@ async def open_store(
 ) -> AsyncIterator[RedisSagaStore]:
     """The saga store, always sealing: no sealing key raises SealingKeyError first."""
     sealer = sealer or Sealer.from_settings(settings.sealing)
-    fields = sensitive_fields(catalog or load_catalog(settings))
-    async with RedisSagaStore.connect(
-        str(settings.redis.url),
-        namespace=settings.namespace,
-        shards=settings.orchestrator.shards,
-        retention_s=settings.orchestrator.retention_s,
-        sealed=SealedFields(sealer, fields),
-    ) as store:
+    async with _store(settings, SealedFields(sealer, _sensitive(settings, catalog))) as store:
         yield store
 
 
@@ -125,23 +118,33 @@ async def open_reader(
     settings: Settings, *, catalog: Catalog | None = None
 ) -> AsyncIterator[RedisSagaStore]:
     """The saga store for a command that only reads and masks what it shows (``status``,
-    ``list``, ``stuck``): with a sealing key it opens sealed fields as ``open_store`` does;
-    without one they stay sealed, which every reader masks anyway, so these commands need
-    only the URLs. Nothing is written through it."""
+    ``list``, ``stuck``, ``top``, ``books``): with a sealing key it opens sealed fields as
+    ``open_store`` does; without one they stay sealed, which every reader masks anyway, so
+    these commands need only the URLs. Nothing is written through it."""
     try:
-        sealer: Sealer | None = Sealer.from_settings(settings.sealing)
+        sealer = Sealer.from_settings(settings.sealing)
     except SealingKeyError:
-        sealer = None
-    async with RedisSagaStore.connect(
+        sealed = None
+    else:
+        sealed = SealedFields(sealer, _sensitive(settings, catalog))
+    async with _store(settings, sealed) as store:
+        yield store
+
+
+def _sensitive(settings: Settings, catalog: Catalog | None) -> SensitiveFields:
+    return sensitive_fields(catalog or load_catalog(settings))
+
+
+def _store(
+    settings: Settings, sealed: SealedFields | None
+) -> AbstractAsyncContextManager[RedisSagaStore]:
+    return RedisSagaStore.connect(
         str(settings.redis.url),
         namespace=settings.namespace,
         shards=settings.orchestrator.shards,
         retention_s=settings.orchestrator.retention_s,
-        sealed=SealedFields(sealer, sensitive_fields(catalog or load_catalog(settings)))
-        if sealer is not None
-        else None,
-    ) as store:
-        yield store
+        sealed=sealed,
+    )
 
 
 @dataclass
