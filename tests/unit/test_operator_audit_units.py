@@ -127,3 +127,31 @@ async def test_a_head_written_over_breaks_the_trail_instead_of_crashing_the_read
     verdict = (await store.trail("s-1")).verdict
     assert (verdict.intact, verdict.problem) == (False, "edited")
     await client.aclose()
+
+
+async def test_a_bulk_run_stops_when_a_ramp_batch_fails_past_the_error_ratio() -> None:
+    """The canary passes, the next batch (4) has 2 refusals: 0.5 > 0.25, so the run stops
+    there and the rest is skipped, never acted on."""
+    from baton import bulk
+    from baton.acting import Outcome
+    from orchestrator.core.audit import AuditEntry
+
+    refused = {"s-3", "s-4"}
+    acted: list[str] = []
+
+    async def act(saga_id: str) -> Outcome:
+        acted.append(saga_id)
+        result = "refused" if saga_id in refused else "applied"
+        entry = AuditEntry(1, 0.0, saga_id, "retry", "a", "r", result, "", "", "")
+        return Outcome(saga_id, result, "", "", entry)
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    ids = [f"s-{i}" for i in range(10)]
+    ramp = bulk.Ramp(canary=2, rate_per_s=1000, max_error_ratio=0.25)
+    summary = await bulk.run(ids, act, ramp, lambda _: None, bulk.Pacer(1000, sleep=no_wait))
+    assert summary.batch_sizes == [2, 4]
+    assert (summary.acted, summary.failed, summary.skipped) == (4, 2, 4)
+    assert "error ratio 0.50" in summary.stopped
+    assert sorted(acted) == ids[:6], "nothing after the stopping batch was acted on"
