@@ -23,7 +23,6 @@ from typing import Any
 from uuid import uuid4
 
 import click
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -40,6 +39,7 @@ from baton.load import Outcome, Progress, drive, percentile
 from baton.node import NodeUnavailable, prepared
 from baton.processes import ProcessGroup
 from baton.runtime import open_broker, remove_namespace, run_keys, sealing_env
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.trust.signing import ORCHESTRATOR, KeySet
@@ -132,7 +132,7 @@ async def _invariants(run: Run, outcomes: list[Outcome]) -> dict[str, Any]:
     """The package's declared check over this run's sagas: package, balanced, problems."""
     package = next(p for p in run.packages.packages
                    if any(d.name == run.demo.saga for d in p.definitions))  # fmt: skip
-    client = aioredis.Redis.from_url(str(run.settings.redis.url))
+    client = redis_for(run.settings.redis)
     try:
         result = await check_package(
             package, client, run.settings.namespace, {o.saga_id: o.event for o in outcomes}
@@ -239,7 +239,7 @@ async def _drive(run: Run, broker: Broker, keys: KeySet) -> tuple[list[Outcome],
 async def _run(run: Run, broker: Broker, group: ProcessGroup) -> int:
     console.print(f"[bold]Baton demo[/] {run.demo.saga}  namespace {run.settings.namespace}"
                   "  logs in .baton/logs/")  # fmt: skip
-    client = aioredis.Redis.from_url(str(run.settings.redis.url))
+    client = redis_for(run.settings.redis)
     try:
         stream = Stream(run.options.sagas, run.options.fail_rate, run.options.seed)
         await run.demo.seed(client, run.settings.namespace, stream)

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from baton.runtime import load_saga_packages, open_reader
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from orchestrator.core.state import SagaStatus
 from orchestrator.runtime.packages import SagaPackage
@@ -107,7 +108,7 @@ async def check_all(settings: Settings, packages: Iterable[SagaPackage]) -> list
     started or finished while the first reading was taken is then judged by its real status."""
     chosen = list(packages)
     by_saga = await saga_outcomes(settings)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         results = [
             await check_package(p, client, settings.namespace, own_outcomes(p, by_saga))

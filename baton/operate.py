@@ -13,7 +13,6 @@ from typing import Any
 from uuid import uuid4
 
 import click
-import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -34,6 +33,7 @@ from contracts.pan import mask_pans
 from messaging.errors import BatonError, ContractError
 from messaging.observability.logs import masked
 from messaging.observability.tracing import trace_id
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker, wire_of
 from messaging.transport.codec import encode
@@ -67,7 +67,7 @@ async def health(settings: Settings) -> int:
             pass
     except (Exception, TimeoutError) as exc:
         problems.append(f"rabbitmq: {masked(str(exc) or type(exc).__name__)}")
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         async with asyncio.timeout(5):
             await client.ping()

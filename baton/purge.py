@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from baton.payment_data import escaped
 from baton.runtime import PARTICIPANTS, load_catalog, open_broker
+from messaging.redis_client import redis_for
 from messaging.settings import NAMESPACE, Settings
 from messaging.text import as_text
 from messaging.transport.amqp import Broker
@@ -119,7 +120,7 @@ async def plan(settings: Settings, participants: Iterable[str]) -> Plan:
     t = settings.topology
     async with open_broker(settings) as broker:
         found = await _existing(broker, t.all_queues(participants), t.exchanges)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         keys = await _keys(client, namespace)
     finally:
@@ -135,7 +136,7 @@ async def purge(settings: Settings, found: Plan) -> int:
     namespace = checked(settings.namespace)
     async with open_broker(settings) as broker:
         await broker.delete(found.queues, found.exchanges)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     deleted = 0
     try:
         keys = await _keys(client, namespace)

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from messaging.errors import SealingKeyError
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.transport.dead_marks import RedisDeadLetterMarks
@@ -57,9 +57,7 @@ async def open_broker(
     redelivered dead letter once and ``baton dlq replay`` clears the mark of what it replays.
     Redis is only asked when one of those happens: commands that do neither never touch it.
     """
-    redis = aioredis.Redis.from_url(
-        str(settings.redis.url), socket_connect_timeout=CONNECT_TIMEOUT_S
-    )
+    redis = redis_for(settings.redis, socket_connect_timeout=CONNECT_TIMEOUT_S)
     try:
         async with asyncio.timeout(wait_s + CONNECT_TIMEOUT_S):  # a host that never answers
             broker = await Broker.connect(
@@ -67,6 +65,7 @@ async def open_broker(
                 settings.topology,
                 prefetch=settings.rabbit.prefetch,
                 queue_type=settings.rabbit.queue_type,
+                delivery_limit=settings.rabbit.delivery_limit,
                 wait_s=wait_s,
                 dead_marks=RedisDeadLetterMarks(redis, settings.namespace),
                 sealer=sealer,  # consumers pass one: what they dead-letter is sealed
@@ -83,9 +82,7 @@ async def wait_for_redis(settings: Settings, wait_s: float = 0.0) -> None:
     """Ping Redis until it answers, for up to ``wait_s`` (a daemon's
     ``BATON_RABBIT__CONNECT_WAIT_S``): a process that would otherwise wait for its queues
     forever fails fast, in one line, when Redis is not there (RedisError)."""
-    client = aioredis.Redis.from_url(
-        str(settings.redis.url), socket_connect_timeout=CONNECT_TIMEOUT_S
-    )
+    client = redis_for(settings.redis, socket_connect_timeout=CONNECT_TIMEOUT_S)
     loop = asyncio.get_running_loop()
     give_up_at, delay = loop.time() + wait_s, 0.5
     try:
@@ -167,9 +164,7 @@ def orchestrator_keyring(settings: Settings, catalog: Catalog) -> Keyring:
 async def open_definitions(settings: Settings) -> AsyncIterator[DefinitionRegistry]:
     """The definitions registered in Redis (``orchestrator.runtime.definition_registry``): all an
     operator's tool needs to read a saga of a version it does not load is the Redis URL."""
-    client = aioredis.Redis.from_url(
-        str(settings.redis.url), socket_connect_timeout=5, socket_timeout=30
-    )
+    client = redis_for(settings.redis, socket_connect_timeout=5, socket_timeout=30)
     try:
         yield DefinitionRegistry(client, KeySpace(settings.namespace, settings.orchestrator.shards))
     finally:
@@ -276,7 +271,7 @@ async def remove_namespace(
         raise ValueError("refusing to remove the empty namespace: it is every key in Redis")
     t = broker.topology
     await broker.delete(t.all_queues(tuple(participants) or PARTICIPANTS), t.exchanges)
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         async for key in client.scan_iter(match=f"{settings.namespace}*", count=1000):
             await client.delete(key)

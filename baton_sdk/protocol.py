@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import redis.exceptions
 import structlog
 
 from baton_sdk.chaos import Chaos
@@ -26,6 +25,7 @@ from contracts.base import Command, Reply, StepFailed
 from contracts.envelope import H_COMPENSATES, H_EFFECT_ID, Envelope
 from messaging.errors import ContractError, StepRejected, TransientError
 from messaging.observability.tracing import child
+from messaging.redis_client import REDIS_UNAVAILABLE
 from messaging.settings import ParticipantSettings
 from messaging.transport.codec import Wire, decode, encode
 from messaging.trust.signing import ORCHESTRATOR, Keyring
@@ -35,8 +35,7 @@ log = structlog.get_logger(__name__)
 # Participant infrastructure, not an answer: nothing recorded, no reply, redelivered later.
 INFRASTRUCTURE: tuple[type[Exception], ...] = (
     TransientError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *REDIS_UNAVAILABLE,  # down, failing over, or a write not yet on its replicas
 )
 
 

@@ -24,6 +24,7 @@ from messaging.observability.health import (
     redis_ready,
     serving,
 )
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.transport.dead_marks import RedisDeadLetterMarks
@@ -62,6 +63,7 @@ async def _connect(settings: Settings, redis: Redis, sealer: Sealer) -> Broker:
     return await Broker.connect(
         str(settings.rabbit.url), settings.topology,
         prefetch=settings.rabbit.prefetch, queue_type=settings.rabbit.queue_type,
+        delivery_limit=settings.rabbit.delivery_limit,
         wait_s=settings.rabbit.connect_wait_s,
         dead_marks=RedisDeadLetterMarks(redis, settings.namespace), sealer=sealer,
     )  # fmt: skip
@@ -104,7 +106,7 @@ async def run_worker(
     """
     sealer = Sealer.from_settings(settings.sealing)  # no key: refuse before connecting
     keyring = keyring or participant_keyring(name, settings)  # likewise
-    redis = Redis.from_url(str(settings.redis.url))  # connects on first use
+    redis = redis_for(settings.redis)  # connects on first use
     try:
         handlers = build_handlers(name, factory, redis, settings.namespace)
         broker = await _connect(settings, redis, sealer)

@@ -44,7 +44,12 @@ from contracts.envelope import Envelope
 from messaging.errors import ContractError
 from messaging.settings import ParticipantSettings
 from messaging.transport.amqp import wire_of
-from messaging.transport.poison import FailureCounts, counts_as_poison, poison_reason
+from messaging.transport.poison import (
+    FailureCounts,
+    counts_as_poison,
+    poison_reason,
+    requeue_pause_s,
+)
 from messaging.transport.port import Delivery, Transport
 from messaging.trust.signing import Keyring
 
@@ -177,8 +182,9 @@ class Worker:
             case Publish() if envelope is not None:
                 return await self._reply(message, envelope, verdict)
             case Redeliver(after_s=after_s):
-                if after_s:
-                    await asyncio.sleep(after_s)  # holding the delivery: no hot redelivery loop
+                if after_s:  # holding the delivery: no hot redelivery loop, and a slower
+                    # one the more often it came back (a quorum queue's delivery limit)
+                    await asyncio.sleep(requeue_pause_s(after_s, message.headers))
                 with suppress(Exception):  # a dead channel redelivers the message by itself
                     await message.nack(requeue=True)
             case Drop():

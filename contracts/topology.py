@@ -7,6 +7,7 @@ broker without seeing each other's messages.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,6 +72,24 @@ class Topology(BaseModel):
     def work_queues(self, participants: Iterable[str]) -> list[str]:
         """The queues messages are consumed from: start, replies, one per participant."""
         return [self.start_queue, self.replies_queue, *map(self.command_queue, participants)]
+
+    def work_queue_arguments(
+        self, queue: str, queue_type: str, delivery_limit: int = 0
+    ) -> dict[str, Any]:
+        """How ``queue`` (a work queue) is declared: its type and where its dead letters go.
+
+        ``delivery_limit`` (quorum queues only; 0 leaves the broker's default) is a backstop
+        far above Baton's own poison count; the broker dead-letters a message redelivered
+        that often. Dead-letter queues get neither: nothing consumes them with requeues.
+        """
+        arguments: dict[str, Any] = {
+            "x-queue-type": queue_type,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-routing-key": self.dead_letter_queue(queue),
+        }
+        if queue_type == "quorum" and delivery_limit > 0:
+            arguments["x-delivery-limit"] = delivery_limit
+        return arguments
 
     def all_queues(self, participants: Iterable[str]) -> list[str]:
         """Every queue ``Broker.declare`` creates: the work queues and their dead letters."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AmqpDsn, BaseModel, Field, RedisDsn, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, UrlConstraints, field_validator
+from pydantic_core import MultiHostUrl
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topology import Topology
@@ -15,11 +16,34 @@ from messaging.errors import SigningKeyError
 
 NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]*")  # the characters Settings.namespace may use
 
+# ``amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost``: any live node of a cluster.
+AmqpUrl = Annotated[
+    MultiHostUrl,
+    UrlConstraints(allowed_schemes=["amqp", "amqps"], host_required=True, default_port=5672),
+]
+# One server (``redis://``), a Redis Cluster (``redis+cluster://h1:p1,h2:p2``) or the
+# primary a Sentinel set names (``redis+sentinel://s1:p1,s2:p2/<service>``): redis_client.py
+RedisUrl = Annotated[
+    MultiHostUrl,
+    UrlConstraints(
+        allowed_schemes=[
+            "redis", "rediss", "redis+cluster", "rediss+cluster", "redis+sentinel",
+            "rediss+sentinel",
+        ],
+        host_required=True,
+        default_port=6379,
+    ),
+]  # fmt: skip
+
 
 class RabbitSettings(BaseModel):
-    url: AmqpDsn = AmqpDsn("amqp://guest:guest@127.0.0.1:5672/")
+    url: AmqpUrl = MultiHostUrl("amqp://guest:guest@127.0.0.1:5672/")
     prefetch: int = Field(default=64, ge=1, le=10_000)
     queue_type: Literal["classic", "quorum"] = "classic"
+    # Quorum queues only: deliveries of one message before the broker dead-letters it. A
+    # backstop far above Baton's own poison count; RabbitMQ 4's default of 20 would dead-letter
+    # a good message after a short store outage (the runner requeues it, backing off).
+    delivery_limit: int = Field(default=1000, ge=0, le=1_000_000)  # 0: the broker's default
     # How long the orchestrator and participants wait for RabbitMQ when they start.
     connect_wait_s: float = Field(default=300.0, ge=0)
     # Failures of one message (a handler raising, not a dependency's outage) before it is
@@ -28,7 +52,11 @@ class RabbitSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    url: RedisUrl = MultiHostUrl("redis://127.0.0.1:6379/0")
+    # Replicas that must hold a write (Redis WAIT) before the message that caused it is
+    # acked: 1 with a replicated Redis, so a failover never loses an acknowledged transition.
+    durable_replicas: int = Field(default=0, ge=0, le=16)
+    durable_timeout_ms: int = Field(default=1000, ge=1, le=60_000)  # then: a transient error
 
 
 class LogSettings(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from contracts.topology import Topology
+from messaging.transport.failover import node_urls
 
 BINDING_VERSION = "0.3.0"
 SECURITY_SCHEME = "userPassword"
@@ -35,8 +36,9 @@ class BrokerInfo:
 
     @classmethod
     def from_url(cls, url: str, queue_type: QueueType = "classic") -> BrokerInfo:
-        """From an ``amqp://user:password@host:port/vhost`` URL (settings.rabbit.url)."""
-        parts = urlsplit(url)
+        """From an ``amqp://user:password@host:port/vhost`` URL (settings.rabbit.url); of a
+        cluster's URL, the first node names the server."""
+        parts = urlsplit(node_urls(url)[0])
         path = parts.path.removeprefix("/")
         return cls(
             host=parts.hostname or cls.host,

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN
 from baton.runtime import load_catalog
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from orchestrator.core.catalog import saga_id_for
 from orchestrator.core.definition import SagaDefinition
@@ -67,7 +68,7 @@ async def run_memory(settings: Settings, sagas: int, as_json: bool) -> int:
     namespace = f"bench-mem-{uuid4().hex[:8]}."
     definition = load_catalog(settings).get("payment", 1)
     assert definition is not None
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     store = RedisSagaStore(
         client, namespace=namespace, shards=settings.orchestrator.shards,
         retention_s=settings.orchestrator.retention_s,

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from baton import payment_data as data
 from baton.cli.base import _run, _settings, main
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ def _bad(command: str, message: str) -> NoReturn:
 
 
 async def _with_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         return await work(client)
     finally:

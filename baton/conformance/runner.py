@@ -36,6 +36,7 @@ from baton.conformance.samples import (
 from baton.conformance.schemas import check_body, package_registry
 from contracts.registry import ContractRegistry
 from messaging.errors import SigningKeyError
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 from messaging.transport.amqp import Broker
 from messaging.trust.signing import ORCHESTRATOR, Keyring, KeySet
@@ -105,7 +106,7 @@ async def _redis(settings: Settings, samples: Samples) -> AsyncIterator[aioredis
     if not any(hooks):
         yield None
         return
-    client = aioredis.Redis.from_url(str(settings.redis.url))
+    client = redis_for(settings.redis)
     try:
         yield client
     finally:

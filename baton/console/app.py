@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import jinja2
-import redis.asyncio as aioredis
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton.console import views
 from baton.console.reading import ConsoleReader, local_catalog
+from messaging.redis_client import redis_for
 from messaging.settings import Settings
 
 REFRESH_MS = 3000  # how often a page asks for the live counts
@@ -79,9 +79,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            str(settings.redis.url), socket_connect_timeout=5, socket_timeout=30
-        )
+        client = redis_for(settings.redis, socket_connect_timeout=5, socket_timeout=30)
         app.state.reader = ConsoleReader(settings, client, local_catalog(settings))
         try:
             yield

@@ -29,6 +29,7 @@ from messaging.transport.codec import Wire
 from messaging.transport.consumers import Consumer, Consumers, Handler
 from messaging.transport.dead_marks import DeadLetterMarks
 from messaging.transport.decoding import tolerate_undecodable
+from messaging.transport.failover import first_connection
 from messaging.transport.port import Delivery
 from messaging.trust.sealing import Sealer
 
@@ -56,21 +57,6 @@ async def _requeue(message: Delivery) -> None:
         await message.nack(requeue=True)
 
 
-async def _first_connection(url: str, wait_s: float) -> AbstractRobustConnection:
-    loop = asyncio.get_running_loop()
-    give_up_at, delay = loop.time() + wait_s, 0.5
-    while True:
-        try:
-            return await aio_pika.connect_robust(url, client_properties={"product": "baton"})
-        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
-            if loop.time() + delay > give_up_at:
-                raise
-            reason = str(exc) or type(exc).__name__
-            log.warning("rabbitmq_unreachable", error=reason, retry_in_s=delay)
-            await asyncio.sleep(delay)  # backing off before the next attempt, not settling
-            delay = min(delay * 2, 5.0)
-
-
 class Broker:
     """A robust connection with one confirming publisher channel and one channel per consumer.
 
@@ -86,6 +72,7 @@ class Broker:
         *,
         prefetch: int,
         queue_type: str,
+        delivery_limit: int = 0,
         dead_marks: DeadLetterMarks | None = None,
         sealer: Sealer | None = None,
     ) -> None:
@@ -96,6 +83,7 @@ class Broker:
         self.topology = topology
         self._prefetch = prefetch
         self._queue_type = queue_type
+        self._delivery_limit = delivery_limit
         # Without marks (tools, tests without Redis) a redelivered dead letter is copied again.
         self.dead_marks = dead_marks
         # With a sealer a dead letter's body is copied encrypted: it may carry a card token.
@@ -109,6 +97,7 @@ class Broker:
         *,
         prefetch: int = 64,
         queue_type: str = "classic",
+        delivery_limit: int = 0,
         wait_s: float = 0.0,
         dead_marks: DeadLetterMarks | None = None,
         sealer: Sealer | None = None,
@@ -121,11 +110,12 @@ class Broker:
         """
         coalesce_frame_writes()
         tolerate_undecodable()  # no message's bytes may break the connection's frame reader
-        connection = await _first_connection(url, wait_s)
+        connection = await first_connection(url, wait_s)
         publisher = await connection.channel(publisher_confirms=True)
         return cls(
             connection, publisher, topology,
-            prefetch=prefetch, queue_type=queue_type, dead_marks=dead_marks, sealer=sealer,
+            prefetch=prefetch, queue_type=queue_type, delivery_limit=delivery_limit,
+            dead_marks=dead_marks, sealer=sealer,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -144,11 +134,7 @@ class Broker:
     # -- declaring -------------------------------------------------------------------------
 
     def _queue_arguments(self, queue: str) -> dict[str, Any]:
-        return {
-            "x-queue-type": self._queue_type,
-            "x-dead-letter-exchange": self.topology.dead_letter_exchange,
-            "x-dead-letter-routing-key": self.topology.dead_letter_queue(queue),
-        }
+        return self.topology.work_queue_arguments(queue, self._queue_type, self._delivery_limit)
 
     async def _exchange(self, name: str, kind: aio_pika.ExchangeType) -> AbstractExchange:
         if name not in self._exchanges:

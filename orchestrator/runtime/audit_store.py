@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from messaging.errors import BatonError
+from messaging.redis_client import redis_from_url
 from messaging.text import as_text
 from orchestrator.core.audit import AuditEntry, Head, Verdict, dumps, loads, next_entry, verify
 from orchestrator.runtime.keys import KeySpace
@@ -59,7 +60,7 @@ class AuditStore:
     @asynccontextmanager
     async def connect(cls, url: str, *, namespace: str, shards: int) -> AsyncIterator[AuditStore]:
         """A store that owns its client and closes it on exit."""
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=10)
+        client = redis_from_url(url, socket_connect_timeout=10)
         try:
             yield cls(client, KeySpace(namespace, shards))
         finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from messaging.redis_client import redis_from_url
 from messaging.text import as_text
 from orchestrator.core.effects import HistoryEntry
 from orchestrator.core.state import SagaState, SagaStatus
@@ -86,7 +87,7 @@ class RedisSagaStore:
         sealed: SealedFields | None = None,
     ) -> AsyncIterator[RedisSagaStore]:
         """A store that owns its client and closes it on exit."""
-        client = aioredis.Redis.from_url(url)
+        client = redis_from_url(url)
         try:
             yield cls(
                 client, namespace=namespace, shards=shards, retention_s=retention_s, sealed=sealed

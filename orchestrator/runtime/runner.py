@@ -26,7 +26,13 @@ from messaging.errors import ContractError, DefinitionError
 from messaging.observability.tracing import trace_id
 from messaging.transport.amqp import DECLARE_HINT, NOT_FOUND, wire_of
 from messaging.transport.codec import Wire, decode, require_headers
-from messaging.transport.poison import POISON_AFTER, FailureCounts, counts_as_poison, poison_reason
+from messaging.transport.poison import (
+    POISON_AFTER,
+    FailureCounts,
+    counts_as_poison,
+    poison_reason,
+    requeue_pause_s,
+)
 from messaging.transport.port import Delivery, DeliveryHandler, Transport
 from messaging.trust.signing import UNAUTHENTIC, Keyring
 from orchestrator.core.catalog import Catalog
@@ -49,6 +55,7 @@ from orchestrator.runtime.wakes import WakeTimes
 # A reply names what it answers; without these it matches nothing a saga waits for.
 REPLY_HEADERS = (env.H_SAGA_ID, env.H_STEP, env.H_PHASE, env.H_ATTEMPT)
 log = structlog.get_logger("baton.orchestrator")
+REQUEUE_PAUSE_S = 0.2  # the first pause before a failed message goes back (poison.py grows it)
 
 Clock = Callable[[], float]
 MAX_CONFLICTS = 20
@@ -279,7 +286,8 @@ class Orchestrator(StartHandling, BackgroundLoops):
             await self._broker.dead_letter(message, queue, poison_reason(exc))
             return "dead_lettered"
         log.error("handling_failed", failures=failures, exc_info=exc)
-        await asyncio.sleep(0.2)  # back off before the broker redelivers it
+        # back off before the broker redelivers it, longer the more often it came back
+        await asyncio.sleep(requeue_pause_s(REQUEUE_PAUSE_S, wire.headers))
         with suppress(Exception):  # a dead channel redelivers the message by itself
             await message.nack(requeue=True)
         return "requeued"

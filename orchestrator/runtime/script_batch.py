@@ -20,6 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from messaging.durable_writes import Durability, NotDurable, node_name
+
 Arg = str | int | float | bytes
 
 
@@ -122,8 +124,35 @@ class ScriptBatch:
             try:
                 return [await self._client.evalsha(self._shas[name], len(keys), *keys, *args)]
             except ResponseError as exc:  # the script's own error (NOSCRIPT is one): its answer
-                return [exc]
+                return [Durability.refused(exc)]
+        durability: Durability = getattr(self._client, "durability", Durability())
         async with self._client.pipeline(transaction=False) as pipe:
             for name, keys, args in calls:
                 pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            waits = self._add_waits(pipe, durability, calls) if durability.required else []
+            results = [Durability.refused(r) for r in await pipe.execute(raise_on_error=False)]
+        for wait_index, covered in waits:  # each WAIT speaks for the writes of its node
+            try:
+                durability.check(results[wait_index])
+            except NotDurable as exc:
+                for i in covered:
+                    if not isinstance(results[i], Exception):
+                        results[i] = exc
+        return results[: len(calls)]
+
+    def _add_waits(
+        self,
+        pipe: Any,
+        durability: Durability,
+        calls: list[tuple[str, Sequence[Arg], Sequence[Arg]]],
+    ) -> list[tuple[int, list[int]]]:
+        """One WAIT per node written (one server: one WAIT), after the scripts; for each,
+        its place in the answers and the calls it covers (durable_writes.py)."""
+        by_node: dict[str, list[int]] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            by_node.setdefault(node_name(self._client, keys[0]), []).append(i)
+        waits: list[tuple[int, list[int]]] = []
+        for covered in by_node.values():
+            durability.add_wait(pipe, self._client, calls[covered[0]][1][0])
+            waits.append((len(calls) + len(waits), covered))
+        return waits

@@ -78,19 +78,27 @@ def judge(value: int, rules: RiskRules) -> None:
         raise StepRejected("risk_too_high", f"score {value} > {rules.threshold}")
 
 
+RISK_SLOT = "{risk}"  # the hash tag of every risk key
+
+
 @dataclass(frozen=True, slots=True)
 class RiskKeys:
+    """Every risk key carries one hash tag, ``{risk}``: the commit and release scripts touch an
+    assessment and an account's exposure together, which a Redis Cluster allows only within
+    one slot. One slot is one primary's work; a bigger deployment would tag by account and
+    carry the account on the release command (docs/operations.md)."""
+
     namespace: str
 
     def assessment(self, effect_id: str) -> str:
-        return f"{self.namespace}risk:assessment:{effect_id}"
+        return f"{self.namespace}risk:{RISK_SLOT}:assessment:{effect_id}"
 
     def exposure(self, account: str, currency: str) -> str:
-        return f"{self.namespace}risk:exposure:{account}:{currency}"
+        return f"{self.namespace}risk:{RISK_SLOT}:exposure:{account}:{currency}"
 
     @property
     def blocklist(self) -> str:
-        return f"{self.namespace}risk:blocklist"
+        return f"{self.namespace}risk:{RISK_SLOT}:blocklist"
 
 
 def _previous(status: str, stored: list[Any]) -> list[Any]:
