@@ -7,6 +7,7 @@ Rendered from the same code the services use (``contracts.topology``, ``baton.ac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.parse
 from collections.abc import Iterable
@@ -61,9 +62,17 @@ def _binding(source: str, queue: str, key: str, vhost: str) -> dict[str, Any]:
 
 
 def topology_definitions(
-    topology: Topology, participants: Iterable[str], queue_type: str = "classic", vhost: str = "/"
+    topology: Topology,
+    participants: Iterable[str],
+    queue_type: str = "classic",
+    vhost: str = "/",
+    delivery_limit: int = 0,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Exchanges, queues and bindings exactly as ``Broker.declare`` creates them."""
+    """Exchanges, queues and bindings exactly as ``Broker.declare`` creates them.
+
+    ``delivery_limit`` (quorum queues only; 0: the broker's default) goes on the work queues,
+    not on their dead-letter queues, as ``BATON_RABBIT__DELIVERY_LIMIT`` does.
+    """
     t = topology
     participants = list(participants)
     exchanges = [
@@ -75,16 +84,7 @@ def topology_definitions(
     ]
     work = t.work_queues(participants)
     queues = [
-        _queue(
-            q,
-            vhost,
-            {
-                "x-queue-type": queue_type,
-                "x-dead-letter-exchange": t.dead_letter_exchange,
-                "x-dead-letter-routing-key": t.dead_letter_queue(q),
-            },
-        )
-        for q in work
+        _queue(q, vhost, t.work_queue_arguments(q, queue_type, delivery_limit)) for q in work
     ] + [_queue(t.dead_letter_queue(q), vhost, {"x-queue-type": queue_type}) for q in work]
     bindings = [
         _binding(t.replies_exchange, t.replies_queue, t.replies_queue, vhost),
@@ -98,9 +98,19 @@ def topology_definitions(
 
 
 def render_definitions(
-    topology: Topology, participants: Iterable[str], passwords: dict[str, str], vhost: str = "/"
+    topology: Topology,
+    participants: Iterable[str],
+    passwords: dict[str, str],
+    vhost: str = "/",
+    *,
+    queue_type: str = "classic",
+    delivery_limit: int = 0,
 ) -> dict[str, Any]:
-    """A whole definitions file: users, permissions, policies and the topology."""
+    """A whole definitions file: users, permissions, policies and the topology.
+
+    The clustered deployment (deploy/cluster/) renders it with quorum queues and a delivery
+    limit, so the queues a node imports at boot equal those ``baton declare`` then declares.
+    """
     participants = list(participants)
     access = definitions(broker_users(topology, participants), passwords, vhost)
     return {
@@ -110,16 +120,54 @@ def render_definitions(
         "permissions": access["permissions"],
         "topic_permissions": access["topic_permissions"],
         "policies": [p.definitions_entry(vhost) for p in queue_policies(topology)],
-        **topology_definitions(topology, participants, vhost=vhost),
+        **topology_definitions(topology, participants, queue_type, vhost, delivery_limit),
     }
 
 
-def render(secrets: Path, definitions_file: Path, acl_file: Path, participants: list[str]) -> None:
-    """Write the definitions file and the ACL file for the empty namespace."""
+# A Redis Cluster asks a client for more than its keys: redis-py's cluster client reads the
+# slot map (CLUSTER SLOTS) at start and after each MOVED. Read-only metadata, no keys.
+CLUSTER_CLIENT_RULES = ("+cluster|slots", "+cluster|shards", "+cluster|nodes", "+cluster|info")
+# Not Baton's users: a replica authenticates to its primary (masteruser/masterauth) as the
+# first; the one-shot `redis-cli --cluster create` (and check) runs as the second. Their
+# passwords are in the clustered deployment's secrets/redis.env under these keys.
+CLUSTER_USERS = {
+    "baton-replication": ("REDIS_REPLICATION_PASSWORD", "+psync +replconf +ping"),
+    "baton-cluster-admin": ("REDIS_CLUSTER_ADMIN_PASSWORD", "+@connection +cluster +info"),
+}
+
+
+def cluster_acl_lines(lines: list[str], redis_env: Path) -> list[str]:
+    """A single server's ACL lines made fit for a Redis Cluster: slot-map reads for every
+    Baton user, and the replication and cluster-admin users (no keys, no channels)."""
+    env = read_env_file(redis_env)
+    rules = " ".join(CLUSTER_CLIENT_RULES)
+    extended = [lines[0], *(f"{line} {rules}" for line in lines[1:])]
+    for name, (key, allowed) in CLUSTER_USERS.items():
+        digest = hashlib.sha256(env[key].encode()).hexdigest()
+        extended.append(f"user {name} on #{digest} resetkeys resetchannels -@all {allowed}")
+    return extended
+
+
+def render(
+    secrets: Path,
+    definitions_file: Path,
+    acl_file: Path,
+    participants: list[str],
+    *,
+    queue_type: str = "classic",
+    delivery_limit: int = 0,
+    redis_cluster: Path | None = None,
+) -> None:
+    """Write the definitions file and the ACL file for the empty namespace (with
+    ``redis_cluster``, the env file of the cluster's own users: the cluster's ACL file)."""
     broker, redis = credentials(secrets)
     topology = Topology()
-    rendered = render_definitions(topology, participants, broker)
+    rendered = render_definitions(
+        topology, participants, broker, queue_type=queue_type, delivery_limit=delivery_limit
+    )
     definitions_file.write_text(json.dumps(rendered, indent=2) + "\n")
     # an ACL file has no comments: docs/operations.md says what it is and how it is made
     lines = acl_lines(redis_users(topology, participants), redis)
+    if redis_cluster is not None:
+        lines = cluster_acl_lines(lines, redis_cluster)
     acl_file.write_text("\n".join(lines) + "\n")

@@ -31,6 +31,7 @@ from baton.runtime import (
 from messaging.errors import DefinitionError
 from messaging.observability.health import broker_ready, consumer_alive, consumers_ready, serving
 from messaging.observability.otel import enable_otlp
+from messaging.transport.failover import node_urls
 from messaging.trust.signing import ORCHESTRATOR, Keyring
 
 
@@ -168,7 +169,7 @@ def declare(
     limits = queue_policies(
         settings.topology, start_max_length=start_max_length, dead_max_length=dead_max_length
     )
-    url = str(settings.rabbit.url)
+    url = node_urls(str(settings.rabbit.url))[0]  # policies are the cluster's: any node
 
     async def work() -> int:
         async with open_broker(settings) as broker:
@@ -197,9 +198,22 @@ def declare(
 )  # fmt: skip
 @click.option("--definitions", default="deploy/rabbitmq/definitions.json", show_default=True)
 @click.option("--acl", default="deploy/redis/users.acl", show_default=True)
+@click.option("--queue-type", type=click.Choice(["classic", "quorum"]), default="classic",
+              show_default=True, help="The queues' x-queue-type in --definitions.")  # fmt: skip
+@click.option("--delivery-limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="x-delivery-limit of work queues (quorum; 0: the broker's).")  # fmt: skip
+@click.option("--redis-cluster", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Env file of a Redis Cluster's own users: write a cluster's --acl.")  # fmt: skip
 @click.pass_context
 def access(
-    ctx: click.Context, as_json: bool, secrets: str | None, definitions: str, acl: str
+    ctx: click.Context,
+    as_json: bool,
+    secrets: str | None,
+    definitions: str,
+    acl: str,
+    queue_type: str,
+    delivery_limit: int,
+    redis_cluster: str | None,
 ) -> None:
     """Each service's broker permissions and Redis ACL rules (least privilege)."""
     from baton.access import matrix  # noqa: PLC0415 - keeps other commands light
@@ -208,7 +222,9 @@ def access(
     settings = _settings(ctx)
     participants = list(load_catalog(settings).participants)
     if secrets is not None:
-        render(Path(secrets), Path(definitions), Path(acl), participants)
+        render(Path(secrets), Path(definitions), Path(acl), participants,
+               queue_type=queue_type, delivery_limit=delivery_limit,
+               redis_cluster=Path(redis_cluster) if redis_cluster else None)  # fmt: skip
         click.echo(f"wrote {definitions} and {acl}")
         return
     table = matrix(settings.topology, participants)

@@ -31,6 +31,11 @@ POISON_AFTER = 5
 CAPACITY = 10_000  # messages whose failures one process remembers (the oldest go first)
 STUCK_WINDOW_S = 300.0  # a stuck message counts for liveness while it failed this recently
 H_DELIVERY_COUNT = "x-delivery-count"  # set by quorum queues on a redelivery
+# The broker's count (quorum queues) carries failures across a process's crash, but it also
+# counts every requeue of a dependency's outage: 20 deliveries count as one failure, so a
+# message that kills its process is still stopped (after 20 x poison_after deliveries) and a
+# long outage followed by one failure of the handler does not make a good message poison.
+BROKER_COUNT_WEIGHT = 20
 GROWTH_CAP = 10.0  # the longest requeue pause, as a multiple of the first
 
 # Failures of a dependency, not of the message. TimeoutError and ConnectionError are OSErrors.
@@ -89,7 +94,7 @@ class FailureCounts:
         """Count one more failure of ``wire``; the total, at least the broker's own count."""
         key = identity(wire)
         previous, _ = self._counts.pop(key, (0, 0.0))
-        failures = max(previous, delivery_count(wire.headers)) + 1
+        failures = max(previous, delivery_count(wire.headers) // BROKER_COUNT_WEIGHT) + 1
         self._counts[key] = (failures, self._clock())
         if len(self._counts) > self._capacity:
             del self._counts[next(iter(self._counts))]  # the least recently failed

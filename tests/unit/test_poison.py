@@ -15,6 +15,7 @@ from messaging.errors import TransientError
 from messaging.observability.health import ObservabilityServer, consumer_alive
 from messaging.transport.codec import Wire
 from messaging.transport.poison import (
+    BROKER_COUNT_WEIGHT,
     STUCK_WINDOW_S,
     FailureCounts,
     counts_as_poison,
@@ -52,7 +53,9 @@ def test_without_a_message_id_the_body_and_headers_identify_it() -> None:
 
 def test_the_brokers_delivery_count_carries_failures_across_restarts() -> None:
     counts = FailureCounts(5, clock=Clock())
-    assert counts.failed(wire(headers={"x-delivery-count": 4})) == 5
+    assert counts.failed(wire(headers={"x-delivery-count": 4 * BROKER_COUNT_WEIGHT})) == 5
+    # an outage's requeues are deliveries too: they weigh little against a handler's failure
+    assert counts.failed(wire("m3", headers={"x-delivery-count": 19})) == 1
     assert counts.failed(wire("m2", headers={"x-delivery-count": "4"})) == 1  # not a count
 
 
