@@ -6,12 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -q -p no:cacheprovider
 # Only suites that exist: pytest fails on a missing path, and others add them over time.
-TEST_DIRS := $(wildcard tests/unit tests/sim tests/runner tests/integration tests/security tests/fuzz tests/fault tests/observability tests/console tests/bench)
+TEST_DIRS := $(wildcard tests/unit tests/sim tests/runner tests/integration tests/security tests/fuzz tests/fault tests/cluster tests/observability tests/console tests/bench)
 PACKAGES  := contracts messaging orchestrator participants baton_sdk baton examples sagas
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install services lint test demo bench faults sim clean
+.PHONY: install services lint test demo bench faults faults-cluster sim clean
 
 install: $(STAMP)
 
@@ -44,6 +44,17 @@ faults: install services
 	BATON_FAULTS_LONG=1 BATON_FAULTS_REPORT=.baton/faults.json \
 		$(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault; status=$$?; \
 	$(BIN)/python -m tests.fault.report .baton/faults.json $$(( $$(date +%s) - start )) \
+		|| status=1; exit $$status
+
+# The long cluster run: a three-node RabbitMQ cluster (quorum queues) and a Redis Cluster of
+# three primaries with a replica each, started on spare ports by the suite itself
+# (tests/support/rabbit_cluster.py, redis_cluster.py), thousands of sagas through over a
+# hundred node faults. Last line: one JSON object of totals, with the clusters' sizes.
+faults-cluster: install services
+	@rm -f .baton/faults-cluster.json; start=$$(date +%s); \
+	BATON_FAULTS_LONG=1 BATON_FAULTS_REPORT=.baton/faults-cluster.json \
+		$(BIN)/pytest $(PYTEST_ARGS) --timeout=3600 tests/cluster/test_cluster_faults.py; status=$$?; \
+	$(BIN)/python -m tests.fault.report .baton/faults-cluster.json $$(( $$(date +%s) - start )) \
 		|| status=1; exit $$status
 
 # The long simulation: thousands of seeded worlds (no services needed; both cores). It ends

@@ -69,6 +69,12 @@ class Durability:
             raise NotDurable(f"{int(answer)} of {self.replicas} replicas acknowledged in time")
 
 
+def queue_evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Arg) -> None:
+    """Queue EVALSHA on a pipeline of either kind. redis-py's cluster pipeline refuses
+    ``evalsha`` by name, yet routes the raw command by its keys (one slot: ours always are)."""
+    pipe.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+
 def node_name(client: Redis, key: Arg) -> str:
     """The cluster node that owns ``key`` ("" for one server: every key is on it)."""
     if isinstance(client, RedisCluster):
@@ -95,7 +101,7 @@ class _DurableEval:
                 raise Durability.refused(exc) from None
         client: Any = self
         async with client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(sha, numkeys, *keys_and_args)
+            queue_evalsha(pipe, sha, numkeys, *keys_and_args)
             self.durability.add_wait(pipe, client, keys_and_args[0] if numkeys else None)
             result, answer = await pipe.execute(raise_on_error=False)
         result = Durability.refused(result)

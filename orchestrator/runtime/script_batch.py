@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from messaging.durable_writes import Durability, NotDurable, node_name
+from messaging.durable_writes import Durability, NotDurable, node_name, queue_evalsha
 
 Arg = str | int | float | bytes
 
@@ -128,7 +128,7 @@ class ScriptBatch:
         durability: Durability = getattr(self._client, "durability", Durability())
         async with self._client.pipeline(transaction=False) as pipe:
             for name, keys, args in calls:
-                pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+                queue_evalsha(pipe, self._shas[name], len(keys), *keys, *args)
             waits = self._add_waits(pipe, durability, calls) if durability.required else []
             results = [Durability.refused(r) for r in await pipe.execute(raise_on_error=False)]
         for wait_index, covered in waits:  # each WAIT speaks for the writes of its node

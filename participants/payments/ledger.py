@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from baton_sdk.scripts import call_many
 from contracts.money import Money
 from messaging.errors import StepRejected
 from messaging.text import as_text
@@ -177,17 +178,14 @@ class Ledger:
     ) -> None:
         """Open accounts and merchants (existing ones are left alone) and record the totals."""
         k = self.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for a in accounts:
-                keys = [k.account(a.account_id), k.index("accounts"), k.totals]
-                await self._seed(keys=keys, args=[a.account_id, a.balance_minor, a.currency, ""],
-                                 client=pipe)  # fmt: skip
-            for m in merchants:
-                keys = [k.merchant(m.merchant_id), k.index("merchants"), k.totals]
-                flag = "1" if m.open else "0"
-                await self._seed(keys=keys, args=[m.merchant_id, 0, m.currency, flag],
-                                 client=pipe)  # fmt: skip
-            await pipe.execute()
+        calls: list[tuple[list[str], list[str | int]]] = []
+        for a in accounts:
+            keys = [k.account(a.account_id), k.index("accounts"), k.totals]
+            calls.append((keys, [a.account_id, a.balance_minor, a.currency, ""]))
+        for m in merchants:
+            keys = [k.merchant(m.merchant_id), k.index("merchants"), k.totals]
+            calls.append((keys, [m.merchant_id, 0, m.currency, "1" if m.open else "0"]))
+        await call_many(self._redis, self._seed, calls)
 
     async def balance(self, account: str) -> int | None:
         """The account's available balance in minor units, None if it does not exist."""

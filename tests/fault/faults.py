@@ -17,6 +17,7 @@ from contracts.envelope import Envelope
 from messaging.transport.codec import MAX_BODY_BYTES, Wire, encode
 from participants.payments.contracts import PaymentAuthorized
 from tests.fault.harness import PARTICIPANTS, Fault, FaultRun
+from tests.fault.services import RabbitNode, RedisServer
 from tests.support.sagas import payment_definition
 
 Action = Callable[[FaultRun], Awaitable[None]]
@@ -44,6 +45,17 @@ def once(after_s: float, action: Action) -> Fault:
     return fault
 
 
+def _node(run: FaultRun) -> RabbitNode:
+    """The run's one RabbitMQ node (these faults are the single-node suite's)."""
+    assert isinstance(run.rabbit, RabbitNode)
+    return run.rabbit
+
+
+def _server(run: FaultRun) -> RedisServer:
+    assert isinstance(run.redis_server, RedisServer)
+    return run.redis_server
+
+
 async def kill_orchestrator(run: FaultRun) -> None:
     run.kill(run.rng.choice(run.orchestrators), "orchestrator_kill")
 
@@ -55,14 +67,14 @@ async def kill_participant(run: FaultRun) -> None:
 async def close_connections(run: FaultRun) -> None:
     async with run.infra:
         run.outage_at = time.monotonic()
-        await asyncio.to_thread(run.rabbit.close_all_connections)
+        await asyncio.to_thread(_node(run).close_all_connections)
     run.faults["rabbit_connections_closed"] += 1
 
 
 async def restart_rabbit(run: FaultRun) -> None:
     async with run.infra:
         run.outage_at = time.monotonic() + 15  # the restart itself takes a while
-        await asyncio.to_thread(run.rabbit.restart)
+        await asyncio.to_thread(_node(run).restart)
         run.outage_at = time.monotonic()
     run.faults["rabbit_restart"] += 1
 
@@ -70,7 +82,7 @@ async def restart_rabbit(run: FaultRun) -> None:
 async def restart_redis(run: FaultRun) -> None:
     async with run.infra:
         run.outage_at = time.monotonic()
-        await asyncio.to_thread(run.redis_server.restart)
+        await asyncio.to_thread(_server(run).restart)
     run.faults["redis_restart"] += 1
 
 

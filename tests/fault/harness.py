@@ -33,6 +33,7 @@ from baton.processes import ProcessGroup
 from baton.runtime import wait_for_consumers
 from contracts.envelope import H_REASON, Envelope
 from contracts.topology import Topology
+from messaging.redis_client import redis_from_url
 from messaging.transport.amqp import Broker
 from messaging.transport.codec import Wire, encode
 from messaging.trust.signing import KeySet
@@ -42,16 +43,19 @@ from orchestrator.runtime.redis_store import RedisSagaStore
 from participants.payments import DemoWorld, FailAt, Ledger, seed_demo_world
 from participants.payments.contracts import StartTransaction
 from tests.fault.services import RabbitNode, RedisServer
+from tests.support.rabbit_cluster import RabbitCluster
+from tests.support.redis_cluster import RedisClusterServers
 from tests.support.sagas import payment_data
 
 PARTICIPANTS = ("payment", "risk", "pci", "transaction")
 FAIL_POINTS: tuple[FailAt, ...] = ("authorize", "risk", "pci", "pci_merchant", "capture")
 LONG = os.environ.get("BATON_FAULTS_LONG") == "1"
+DELIVERY_LIMIT = 1000  # quorum queues: the settings' default, declared by the run itself
 KILLED = -9  # Popen.returncode of a SIGKILL'd child
 # Fault kinds that kill a process or restart a server (prefixes of faults_injected keys).
 CRASH_FAULTS = (
     "orchestrator_kill", "orchestrator_crash", "participant_kill", "participant_crash",
-    "rabbit_restart", "redis_restart",
+    "rabbit_restart", "redis_restart", "rabbit_node", "redis_primary", "rabbit_rolling",
 )  # fmt: skip
 CRASHED = 137  # exit code of an injected crash (participant chaos or an orchestrator crash point)
 
@@ -109,6 +113,8 @@ class Scenario:
     accounts: int = 0
     balance_minor: int = 10**9
     amounts_minor: tuple[int, ...] = (1_000,)
+    env: dict[str, str] = field(default_factory=dict)  # every process's (clusters: quorum...)
+    queue_type: str = "classic"  # how the run declares its queues
 
 
 @dataclass
@@ -135,6 +141,10 @@ class Result:
     reasons: dict[str, int] = field(default_factory=dict)  # why sagas were compensated
     restarts_after_outage: int = 0  # processes that could not start during an outage
     overdrawn: list[str] = field(default_factory=list)  # accounts with a negative balance
+    # what the faults found when they struck (not faults themselves): e.g. sagas in flight
+    fault_notes: dict[str, int] = field(default_factory=dict)
+    rabbit_nodes: int = 1  # the size of the clusters it ran on
+    redis_primaries: int = 1
 
     @property
     def crashed(self) -> bool:
@@ -160,7 +170,12 @@ class Result:
 class FaultRun:
     """The state shared by the driver, the supervisor and the fault tasks of one scenario."""
 
-    def __init__(self, scenario: Scenario, rabbit: RabbitNode, redis_server: RedisServer) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        rabbit: RabbitNode | RabbitCluster,
+        redis_server: RedisServer | RedisClusterServers,
+    ) -> None:
         self.scenario = scenario
         self.rabbit = rabbit
         self.redis_server = redis_server
@@ -169,6 +184,7 @@ class FaultRun:
         self.rng = random.Random(hash(scenario.name) & 0xFFFF)
         self.dir = Path(tempfile.mkdtemp(prefix=f"baton-{scenario.name}-"))
         self.faults: Counter[str] = Counter()
+        self.fault_notes: Counter[str] = Counter()
         self.expected_dead: Counter[str] = Counter()
         self.held_down: set[str] = set()  # processes a fault keeps down on purpose
         self.restarts_after_outage = 0
@@ -176,7 +192,7 @@ class FaultRun:
         self.outage_at = -1e9  # monotonic time of the last broker or Redis outage
         self.publishing = True
         self._supervisor: asyncio.Task[None] | None = None
-        self._last_finished = 0
+        self.finished_seen = 0
         self.saga_ids: list[str] = []
         self.expected: dict[str, str] = {}  # saga id -> completed / compensated
         self.world: DemoWorld | None = None
@@ -196,6 +212,7 @@ class FaultRun:
             "BATON_RABBIT__PREFETCH": "32",
             "BATON_ORCHESTRATOR__DEFINITIONS": json.dumps([str(definition)]),
             "BATON_ORCHESTRATOR__OUTBOX_GRACE_S": "1.0",
+            **scenario.env,
         }
         self.group = ProcessGroup(env, self.dir / "logs")
         self.keys = KeySet.generate(("orchestrator", *PARTICIPANTS, "cli"))  # one per process
@@ -314,8 +331,8 @@ class FaultRun:
     async def _finished_quietly(self) -> int:
         """Finished sagas, or the last known figure while Redis restarts."""
         with contextlib.suppress(Exception):
-            self._last_finished = await self.finished()
-        return self._last_finished
+            self.finished_seen = await self.finished()
+        return self.finished_seen
 
     async def wait_until_settled(self) -> None:
         """Every saga final, the queues drained and the outbox empty (or the deadline)."""
@@ -336,8 +353,11 @@ class FaultRun:
 
     async def run(self) -> Result:
         began = time.perf_counter()
-        self.redis = aioredis.Redis.from_url(self.redis_server.url)
-        self.broker = await Broker.connect(self.rabbit.url, self.topology, prefetch=32)
+        self.redis = redis_from_url(self.redis_server.url)
+        self.broker = await Broker.connect(
+            self.rabbit.url, self.topology, prefetch=32, queue_type=self.scenario.queue_type,
+            delivery_limit=DELIVERY_LIMIT, wait_s=60,
+        )  # fmt: skip
         self.store = RedisSagaStore(
             self.redis, namespace=self.namespace, shards=16, retention_s=3600
         )
@@ -424,6 +444,7 @@ class FaultRun:
             reasons=dict(reasons),
             restarts_after_outage=self.restarts_after_outage,
             overdrawn=overdrawn,
+            fault_notes=dict(sorted(self.fault_notes.items())),
         )
 
     async def _dead_letters(self) -> tuple[dict[str, int], int, Counter[str], int]:

@@ -40,6 +40,11 @@ def totals(results: list[dict[str, Any]], wall_s: float | None = None) -> dict[s
             r["dead_lettered"] == r["dead_letters_expected"] for r in results
         ),
         "elapsed_s": round(sum(r["elapsed_s"] for r in results), 1),
+        "node_faults": sum(
+            n for kind, n in faults.items() if kind.startswith(("rabbit_node", "redis_primary"))
+        ),
+        "rabbit_nodes": max((r.get("rabbit_nodes", 1) for r in results), default=0),
+        "redis_primaries": max((r.get("redis_primaries", 1) for r in results), default=0),
     }
     if wall_s is not None:
         summary["wall_s"] = wall_s

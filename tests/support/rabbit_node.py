@@ -59,7 +59,8 @@ MAX_MESSAGE_SIZE = 512 * 1024
 class RabbitNode:
     """One node, ``<prefix>-<id>@localhost``; ``prometheus`` turns on rabbitmq_prometheus,
     ``management`` the management API (on ``management_port``); ``extra_config`` is
-    appended to its rabbitmq.conf (TLS listeners, for one)."""
+    appended to its rabbitmq.conf (TLS listeners, for one); ``cookie`` is its Erlang cookie
+    (nodes of one cluster share one; by default each node gets its own)."""
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class RabbitNode:
         prometheus: bool = False,
         management: bool = False,
         extra_config: str = "",
+        cookie: str | None = None,
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{prefix}-rabbit-"))
         self.name = f"{prefix}-{secrets.token_hex(4)}@localhost"
@@ -76,9 +78,9 @@ class RabbitNode:
         self.management_port = free_port() if management else 0
         home = self.dir / "home"
         home.mkdir()
-        cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
-        cookie.chmod(0o400)
+        cookie_file = home / ".erlang.cookie"
+        cookie_file.write_text(cookie or secrets.token_hex(16).upper())
+        cookie_file.chmod(0o400)
         config = f"loopback_users = none\nmax_message_size = {MAX_MESSAGE_SIZE}\n"
         if prometheus:
             config += (
@@ -153,6 +155,18 @@ class RabbitNode:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"rabbitmq_management did not answer; see {self.dir}")
             time.sleep(0.2)
+
+    @property
+    def pid(self) -> int | None:
+        """The process group of the running node (None when stopped): what a cluster's
+        state file records so that another process can kill it."""
+        return None if self._proc is None or self._proc.poll() is not None else self._proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole node, as a crash: no clean shutdown, data stays on disk."""
+        if self._proc is not None:
+            kill_group(self._proc)
+            self._proc = None
 
     def close_all_connections(self) -> None:
         self.ctl("close_all_connections", "baton test suite")

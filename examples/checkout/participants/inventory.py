@@ -17,6 +17,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from baton_sdk import Handlers, MessageContext, handles
+from baton_sdk.scripts import call_many
 from contracts.base import Reply
 from examples.checkout.keys import InventoryKeys
 from examples.checkout.models import (
@@ -83,11 +84,9 @@ class InventoryService:
     async def seed(self, stock: Mapping[str, int] | Iterable[tuple[str, int]]) -> None:
         """Stock skus (sku -> quantity); an sku seeded before is left alone."""
         items = stock.items() if isinstance(stock, Mapping) else stock
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for sku, quantity in items:
-                keys = [self.keys.stock(sku), self.keys.index("skus")]
-                await self._seed(keys=keys, args=[sku, quantity], client=pipe)
-            await pipe.execute()
+        calls = [([self.keys.stock(sku), self.keys.index("skus")], [sku, quantity])
+                 for sku, quantity in items]  # fmt: skip
+        await call_many(self._redis, self._seed, calls)
 
     async def available(self, sku: str) -> int | None:
         """The sku's available stock, None if it was never seeded."""

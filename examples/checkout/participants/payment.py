@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from baton_sdk import Handlers, MessageContext, handles
+from baton_sdk.scripts import call_many
 from contracts.base import Reply
 from contracts.money import Money
 from examples.checkout.keys import WalletKeys
@@ -131,12 +132,12 @@ class Wallet:
     async def seed(self, accounts: Iterable[AccountSeed]) -> None:
         """Open wallets (an existing one is left alone) and add their money to the totals."""
         k = self.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for a in accounts:
-                keys = [k.account(a.customer_id), k.index("accounts"), k.totals]
-                args: list[str | int] = [a.customer_id, a.balance_minor, a.currency]
-                await self._seed(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+        calls: list[tuple[list[str], list[str | int]]] = [
+            ([k.account(a.customer_id), k.index("accounts"), k.totals],
+             [a.customer_id, a.balance_minor, a.currency])
+            for a in accounts
+        ]  # fmt: skip
+        await call_many(self._redis, self._seed, calls)
 
     async def balance(self, customer: str) -> dict[str, int]:
         """The wallet's ``balance``, ``held`` and ``captured`` (empty if it does not exist)."""

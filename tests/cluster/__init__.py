@@ -1,0 +1,1 @@
+"""The cluster launchers themselves: real RabbitMQ and Redis clusters, nodes killed."""
