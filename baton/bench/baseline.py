@@ -38,6 +38,7 @@ from contracts.topology import Topology
 from messaging.text import as_text
 from messaging.transport.coalesce import coalesce_frame_writes
 from messaging.transport.codec import Wire
+from messaging.transport.failover import node_urls
 from messaging.trust.signing import Keyring
 from participants.payments.contracts import (
     AssessRisk,
@@ -89,7 +90,8 @@ class BaselineDriver:
 
     async def __aenter__(self) -> BaselineDriver:
         coalesce_frame_writes()  # the same transport as every other process of the bench
-        self._connection = await aio_pika.connect(self._url)
+        # of a cluster, its first node: the baseline has no failover to measure
+        self._connection = await aio_pika.connect(node_urls(self._url)[0])
         publisher: AbstractChannel = await self._connection.channel(publisher_confirms=True)
         self._commands = await publisher.get_exchange(self._topology.commands_exchange)
         consumer = await self._connection.channel()

@@ -26,6 +26,7 @@ from contracts.events import Lifecycle, SagaEvent
 from contracts.topology import Topology
 from messaging.transport.coalesce import coalesce_frame_writes
 from messaging.transport.codec import Wire
+from messaging.transport.failover import node_urls
 from messaging.trust.signing import Keyring
 from orchestrator.core.catalog import saga_id_for
 
@@ -47,7 +48,7 @@ class FloorRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         coalesce_frame_writes()  # the same transport as every other process of the bench
-        connection = await aio_pika.connect(self._url)
+        connection = await aio_pika.connect(node_urls(self._url)[0])  # a cluster: one node
         try:
             publisher = await connection.channel(publisher_confirms=True)
             self._commands = await publisher.get_exchange(self._topology.commands_exchange)

@@ -89,7 +89,7 @@ async def test_thousands_of_sagas_through_a_hundred_node_faults(
     mix = [(kill_rabbit_node, 5), (cut_rabbit_node, 2), (fail_over_redis_primary, 4),
            (rolling_restart, 1)]  # fmt: skip
     scenario = cluster_scenario(
-        "cluster_long", 2400, replicas=3, rate_per_s=2.5, in_flight=60, finish_within_s=900,
+        "cluster_long", 4000, replicas=3, rate_per_s=3.0, in_flight=60, finish_within_s=900,
         faults=[
             node_faults(105, mix),
             f.every(10.0, f.kill_orchestrator),
