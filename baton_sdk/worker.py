@@ -56,6 +56,7 @@ from messaging.trust.signing import Keyring
 __all__ = ["Outcome", "Worker"]
 
 log = structlog.get_logger(__name__)
+PUBLISH_RETRY_PAUSE_S = 0.25  # before a command whose reply was not confirmed goes back
 CRASH_PAUSE_S = 0.2  # before a command whose handling raised goes back to its queue
 
 
@@ -208,6 +209,8 @@ class Worker:
                 )
         except Exception:
             log.warning("reply_publish_failed", exc_info=True)
+            # not at once: a broker refusing publishes would be asked again hundreds of times
+            await asyncio.sleep(requeue_pause_s(PUBLISH_RETRY_PAUSE_S, message.headers))
             with suppress(Exception):
                 await message.nack(requeue=True)
             return Outcome.PUBLISH_FAILED

@@ -75,7 +75,18 @@ def _client(url: str, options: dict[str, Any]) -> Redis:
         raise ValueError("a redis+sentinel URL names its service: redis+sentinel://s1:p1,.../name")
     sentinels = [(h["host"] or "127.0.0.1", h["port"] or 26379) for h in hosts]
     sentinel = Sentinel(sentinels, sentinel_kwargs=dict(auth), **options)  # type: ignore[no-untyped-call]
-    return cast(Redis, sentinel.master_for(service, redis_class=DurableRedis, **auth))
+    return cast(Redis, sentinel.master_for(service, redis_class=_SentinelPrimary, **auth))
+
+
+class _SentinelPrimary(DurableRedis):
+    """The Sentinel-named primary; closing it closes the connections to the Sentinels too
+    (redis-py leaves them to the ``Sentinel`` object, which nothing else holds)."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            await self.connection_pool.sentinel_manager.aclose()
 
 
 def is_cluster(client: Redis) -> bool:

@@ -34,10 +34,7 @@ from messaging.transport.port import Delivery
 from messaging.trust.sealing import Sealer
 
 __all__ = ["DECLARE_HINT", "NOT_FOUND", "REQUEUE_DELAY_S", "Broker", "Handler"]
-__all__ += [
-    "dead_letter_context",
-    "wire_of",
-]  # from messaging.transport.amqp_wire, importable here too
+__all__ += ["dead_letter_context", "wire_of"]  # from amqp_wire, importable here too
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +45,7 @@ DECLARE_HINT = (
     " (or load deploy/rabbitmq/definitions.json)"
 )
 REQUEUE_DELAY_S = 0.5  # before a message that could not be dead-lettered goes back
+NACKS_BEFORE_NEW_CHANNEL = 3  # publishes nacked in a row before the publisher channel is renewed
 
 
 async def _requeue(message: Delivery) -> None:
@@ -78,6 +76,7 @@ class Broker:
     ) -> None:
         self._connection = connection
         self._publisher = publisher
+        self._nacks = 0  # publishes nacked in a row (see _nacked)
         self._exchanges: dict[str, AbstractExchange] = {}
         self._consumers = Consumers(self._start_consumer, self._wait_for_queue)
         self.topology = topology
@@ -245,13 +244,28 @@ class Broker:
             raise aiormq.exceptions.ChannelInvalidStateError("publisher channel closed")
         # the concrete channel: the abstract one does not declare ``wait``
         channel = cast(aiormq.Channel, await self._publisher.get_underlay_channel())
-        await channel.basic_publish(
-            wire.body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties_of(wire),
-            wait=False,
-        )
+        try:
+            await channel.basic_publish(
+                wire.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties_of(wire),
+                wait=False,
+            )
+        except aiormq.exceptions.DeliveryError:
+            await self._nacked(channel)
+            raise
+        self._nacks = 0  # the caller retries a nacked message (outbox, requeue)
+
+    async def _nacked(self, channel: aiormq.Channel) -> None:
+        """After a few nacks in a row, renew the publisher's channel (it reopens itself): a 3.10
+        cluster channel was seen nacking every publish for ~50 s after a leader change."""
+        self._nacks += 1
+        if self._nacks >= NACKS_BEFORE_NEW_CHANNEL:
+            self._nacks = 0
+            log.warning("publisher_channel_renewed", after_nacks=NACKS_BEFORE_NEW_CHANNEL)
+            with suppress(Exception):
+                await channel.close()
 
     async def publish_many(self, items: Iterable[tuple[Wire, str, str]]) -> None:
         """Publish several messages and wait for all confirms together."""
