@@ -11,7 +11,7 @@ PACKAGES  := contracts messaging orchestrator participants baton_sdk baton examp
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install services lint test demo bench faults faults-cluster sim clean
+.PHONY: install services lint test demo bench bench-cluster faults faults-cluster sim clean
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ faults: install services
 		$(BIN)/pytest $(PYTEST_ARGS) --timeout=1800 tests/fault; status=$$?; \
 	$(BIN)/python -m tests.fault.report .baton/faults.json $$(( $$(date +%s) - start )) \
 		|| status=1; exit $$status
+
+# Scale-out figures: baton bench on one node, then on the clusters (quorum queues, WAIT 1)
+# with 1, 2 and 3 orchestrator replicas, and without WAIT (tests/bench/scale_out.py).
+bench-cluster: install services
+	$(BIN)/python -m tests.bench.scale_out
 
 # The long cluster run: a three-node RabbitMQ cluster (quorum queues) and a Redis Cluster of
 # three primaries with a replica each, started on spare ports by the suite itself
