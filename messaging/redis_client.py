@@ -21,7 +21,9 @@ import redis.exceptions as rx
 from pydantic_core import MultiHostUrl
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from messaging.durable_writes import Durability, DurableRedis, DurableRedisCluster, NotDurable
 from messaging.settings import RedisSettings
@@ -74,7 +76,12 @@ def _client(url: str, options: dict[str, Any]) -> Redis:
     if not service:
         raise ValueError("a redis+sentinel URL names its service: redis+sentinel://s1:p1,.../name")
     sentinels = [(h["host"] or "127.0.0.1", h["port"] or 26379) for h in hosts]
-    sentinel = Sentinel(sentinels, sentinel_kwargs=dict(auth), **options)  # type: ignore[no-untyped-call]
+    # The Sentinels get the socket timeouts too (redis-py's default, lost once sentinel_kwargs
+    # is given): without them one hung Sentinel hangs every reconnect. And no retries: the
+    # next Sentinel is the retry (redis-py's 10 would cost 10 timeouts per hung Sentinel).
+    timeouts = {key: value for key, value in options.items() if key.startswith("socket_")}
+    asking = {**timeouts, **auth, "retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel(sentinels, sentinel_kwargs=asking, **options)  # type: ignore[no-untyped-call]
     return cast(Redis, sentinel.master_for(service, redis_class=_SentinelPrimary, **auth))
 
 
@@ -86,7 +93,7 @@ class _SentinelPrimary(DurableRedis):
         try:
             await super().aclose(close_connection_pool)
         finally:
-            await self.connection_pool.sentinel_manager.aclose()
+            await cast(SentinelConnectionPool, self.connection_pool).sentinel_manager.aclose()
 
 
 def is_cluster(client: Redis) -> bool:
