@@ -1,4 +1,5 @@
-"""A measured run turned into figures, Baton / baseline ratios, and the printed table."""
+"""A measured run turned into figures, ratios (Baton / baseline, Baton / floor, SDK / bare
+participants' CPU), and the printed table."""
 
 from __future__ import annotations
 
@@ -68,12 +69,45 @@ def ratios(baton: dict[str, dict[str, Any]], baseline: dict[str, dict[str, Any]]
             ours["cpu_ms_per_saga"]["total"], theirs["cpu_ms_per_saga"]["total"]
         )
 
-    def per_saga(side: dict[str, dict[str, Any]]) -> float:
-        cpu = float(sum(sum(f["cpu_s"].values()) for f in side.values()))
-        return cpu / max(int(sum(f["finished"] for f in side.values())), 1)
-
-    found["cpu_per_saga"] = _ratio(per_saga(baton), per_saga(baseline))
+    found["cpu_per_saga"] = _ratio(_per_saga(baton), _per_saga(baseline))
     return found
+
+
+Sides = dict[str, dict[str, Any]]  # one side's figures per level ("c50": figures)
+
+
+def all_ratios(baton: Sides, baseline: Sides, floor: Sides, bare: Sides) -> dict[str, Any]:
+    """``baton bench``'s ``ratios``: Baton / baseline; with the floor measured, Baton / floor
+    as ``floor_*`` (what Baton's guarantees cost); with the bare participants measured,
+    ``sdk_cpu_ratio*`` (what the SDK costs a participant)."""
+    found = ratios(baton, baseline)
+    if floor:
+        found |= {f"floor_{name}": r for name, r in ratios(baton, floor).items()}
+    if bare:
+        found |= sdk_cpu_ratios(baseline, bare)
+    return found
+
+
+def sdk_cpu_ratios(sdk: Sides, bare: Sides) -> dict[str, float | None]:
+    """The participants' CPU per saga with the SDK (the baseline run) / without it (the bare
+    baseline run), per concurrency measured in both and over the whole run."""
+    found = {
+        f"sdk_cpu_ratio_{level}": _ratio(
+            ours["cpu_ms_per_saga"]["participants"], bare[level]["cpu_ms_per_saga"]["participants"]
+        )
+        for level, ours in sdk.items()
+        if level in bare
+    }
+    found["sdk_cpu_ratio"] = _ratio(_per_saga(sdk, "participants"), _per_saga(bare, "participants"))
+    return found
+
+
+def _per_saga(side: dict[str, dict[str, Any]], group: str | None = None) -> float:
+    """CPU seconds per finished saga over every level of ``side``: all groups', or one's."""
+    cpu = sum(
+        sum(f["cpu_s"].values()) if group is None else f["cpu_s"][group] for f in side.values()
+    )
+    return float(cpu) / max(int(sum(f["finished"] for f in side.values())), 1)
 
 
 def table(result: dict[str, Any]) -> Table:
@@ -82,13 +116,15 @@ def table(result: dict[str, Any]) -> Table:
         "run", "done", "sagas/s", "p50 ms", "p99 ms", "max ms",
         "CPU ms/saga orch+part+rmq+redis+drv = total", "RSS MB orch/part",
         title=f"baton bench: {result['replicas']} orchestrator(s), {result['cores']} cores",
+        caption="bare: the baseline against participants without the SDK",
     )  # fmt: skip
-    for side in ("baseline", "baton", "floor"):
+    for side in ("baseline", "baton", "floor", "bare_baseline"):
+        label = "bare" if side == "bare_baseline" else side
         for level, f in result.get(side, {}).items():
             cpu = f["cpu_ms_per_saga"]
             rss = f["peak_rss_mb"]
             out.add_row(
-                f"{side} {level}", f"{f['finished']}/{f['sagas']}", f"{f['sagas_per_s']:.1f}",
+                f"{label} {level}", f"{f['finished']}/{f['sagas']}", f"{f['sagas_per_s']:.1f}",
                 f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}", f"{f['max_ms']:.2f}",
                 "+".join(f"{cpu[g]:.1f}" for g in GROUPS) + f" = {cpu['total']:.1f}",
                 f"{rss['orchestrator']:.0f}/{rss['participants']:.0f}",

@@ -4,8 +4,11 @@ Four no-op participants (the real worker SDK, handlers that answer at once) run 
 processes for the whole bench. Per concurrency, in each of ``rounds`` rounds, it first runs
 the baseline driver (no orchestrator is running, so it alone consumes the replies queue),
 then starts the orchestrator replicas and drives the same number of payment sagas through
-them, then stops them again. Alternating the two sides in short rounds spreads the
-machine's drifting speed (other engineers, CI, the host's other guests) over both.
+them, then stops them again (the floor's relays likewise, unless ``--no-floor``). Last in
+the round, bare participants (``bare.py``, no SDK) take the SDK participants' place and the
+baseline runs once more against them: the SDK's own CPU cost (``sdk_cpu_ratio``).
+Alternating the sides in short rounds spreads the machine's drifting speed (other
+engineers, CI, the host's other guests) over all of them.
 Everything runs under a namespace of its own, and every queue and key it made is removed
 at the end, also on failure.
 
@@ -29,8 +32,9 @@ from uuid import uuid4
 
 from rich.console import Console
 
+from baton.bench.bare import PREFIX, bare_participants
 from baton.bench.baseline import ACCOUNT, AMOUNT, MERCHANT, TOKEN, BaselineDriver
-from baton.bench.figures import Measured, ratios, table
+from baton.bench.figures import Measured, all_ratios, ratios, table
 from baton.bench.procstat import Usage, pids_named
 from baton.load import drive
 from baton.processes import ProcessGroup
@@ -57,7 +61,7 @@ class BenchOptions:
     sagas: int = 2000  # per concurrency above 1; concurrency 1 runs a fifth (at least 50)
     replicas: int = 1
     rounds: int = 3  # baseline and Baton alternate this many times per concurrency
-    floor: bool = False  # also run the stateless relay with Baton's message flow
+    floor: bool = True  # also run the stateless relay with Baton's message flow
     parallel: bool = False  # also run the payment saga with its independent steps in a group
     warmup: int = 50
     as_json: bool = False
@@ -89,7 +93,13 @@ async def run_bench(base: Settings, options: BenchOptions) -> int:
             group.stop_all()
             await remove_namespace(settings, broker)
     console.print(table(result))
-    console.print("ratios (Baton / baseline): " + json.dumps(result["ratios"]))
+    console.print(
+        "ratios (Baton / baseline; floor_*: Baton / floor; sdk_cpu_ratio*: SDK / bare "
+        "participants' CPU per saga): " + json.dumps(result["ratios"])
+    )
+    if "sdk_cpu_ratio" in result["ratios"]:
+        sdk = {k: v for k, v in result["ratios"].items() if k.startswith("sdk_cpu_ratio")}
+        console.print(f"SDK participants' CPU per saga / bare participants': {json.dumps(sdk)}")
     if options.as_json:
         print(json.dumps(result))
     return 0 if result["all_finished"] else 1
@@ -107,27 +117,20 @@ async def _bench(
     t = broker.topology
     await wait_for_consumers(broker, {t.command_queue(p): 1 for p in PARTICIPANTS})
     groups = _groups(group)
-    baton: dict[str, dict[str, Any]] = {}
-    baseline: dict[str, dict[str, Any]] = {}
-    floor: dict[str, dict[str, Any]] = {}
-    parallel: dict[str, dict[str, Any]] = {}
+    sides: dict[str, dict[str, dict[str, Any]]] = {side: {} for side in _SIDES}
     for level in options.levels:
         n = max(options.sagas_at(level) // options.rounds, 1)
         runs: dict[str, list[Measured]] = {side: [] for side in _SIDES}
         for _ in range(options.rounds):
             await _round(settings, options, broker, group, keys, groups, level, n, runs)
-        ours, theirs = runs["baton"], runs["baseline"]
-        floors, grouped = runs["floor"], runs["parallel"]
-        baseline[f"c{level}"] = sum(theirs[1:], theirs[0]).figures()
-        baton[f"c{level}"] = sum(ours[1:], ours[0]).figures()
-        if floors:
-            floor[f"c{level}"] = sum(floors[1:], floors[0]).figures()
-        if grouped:
-            parallel[f"c{level}"] = sum(grouped[1:], grouped[0]).figures()
-    return _summary(settings, options, baton, baseline, floor, parallel)
+        for side, measured in runs.items():  # the rounds of one side summed
+            if measured:
+                sides[side][f"c{level}"] = sum(measured[1:], measured[0]).figures()
+    return _summary(settings, options, sides)
 
 
-_SIDES = ("baton", "baseline", "floor", "parallel")
+# bare_baseline: the baseline driver again, against participants without the SDK (bare.py)
+_SIDES = ("baton", "baseline", "floor", "parallel", "bare_baseline")
 
 
 async def _round(
@@ -135,16 +138,10 @@ async def _round(
     keys: KeySet, groups: dict[str, Callable[[], list[int]]], level: int, n: int,
     runs: dict[str, list[Measured]],
 ) -> None:  # fmt: skip
-    """One round at ``level``: the baseline, Baton, and the floor and parallel runs if asked."""
+    """One round at ``level``: the baseline, Baton, the floor and parallel runs if asked, and
+    the baseline against the bare participants."""
     t = broker.topology
-    driver = BaselineDriver(
-        str(settings.rabbit.url), t, keys.keyring(ORCHESTRATOR),
-        prefetch=settings.rabbit.prefetch,
-    )  # fmt: skip
-    async with driver:
-        run_baseline = _closed_loop(driver.saga)
-        await run_baseline(options.warmup, level, f"baseline c{level} warm-up")
-        runs["baseline"].append(await _measure(groups, run_baseline, n, level, "baseline"))
+    await _baseline(settings, options, keys, groups, level, n, runs, "baseline")
     sides = [("baton", _orchestrators(group, options.replicas))]
     if options.floor:
         sides.append(("floor", _relays(group, options.replicas)))
@@ -157,17 +154,38 @@ async def _round(
             run = _baton_runner(broker, keys)
             await run(options.warmup, level, f"{side} c{level} warm-up")
             runs[side].append(await _measure(groups, run, n, level, side))
+    async with bare_participants(group, broker, keys):  # last: the SDK's come back fresh
+        await _baseline(settings, options, keys, groups, level, n, runs, "bare_baseline")
+
+
+async def _baseline(
+    settings: Settings, options: BenchOptions, keys: KeySet,
+    groups: dict[str, Callable[[], list[int]]], level: int, n: int,
+    runs: dict[str, list[Measured]], side: str,
+) -> None:  # fmt: skip
+    """The baseline driver against whichever participants consume now, measured as ``side``."""
+    driver = BaselineDriver(
+        str(settings.rabbit.url), settings.topology, keys.keyring(ORCHESTRATOR),
+        prefetch=settings.rabbit.prefetch,
+    )  # fmt: skip
+    async with driver:
+        run_baseline = _closed_loop(driver.saga)
+        await run_baseline(options.warmup, level, f"{side} c{level} warm-up")
+        runs[side].append(await _measure(groups, run_baseline, n, level, side))
 
 
 def _summary(
-    settings: Settings, options: BenchOptions, baton: dict[str, dict[str, Any]],
-    baseline: dict[str, dict[str, Any]], floor: dict[str, dict[str, Any]],
-    parallel: dict[str, dict[str, Any]],
-) -> dict[str, Any]:  # fmt: skip
+    settings: Settings, options: BenchOptions, sides: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """The bench's result document: every side's figures per level, and their ratios."""
-    sides = (baton, baseline, floor, parallel)
-    finished = all(f["finished"] == f["sagas"] for side in sides for f in side.values())
-    extra = {"floor": floor, "floor_ratios": ratios(floor, baseline)} if floor else {}
+    baton, baseline = sides["baton"], sides["baseline"]
+    floor, parallel, bare = sides["floor"], sides["parallel"], sides["bare_baseline"]
+    finished = all(f["finished"] == f["sagas"] for s in sides.values() for f in s.values())
+    extra: dict[str, Any] = {}
+    if floor:  # floor / baseline: what the flow costs (Baton / floor is in ``ratios``)
+        extra |= {"floor": floor, "floor_ratios": ratios(floor, baseline)}
+    if bare:  # the baseline against participants without the SDK
+        extra["bare_baseline"] = bare
     if parallel:  # the same saga, its independent steps in one group: the gain in latency
         extra |= {"parallel": parallel, "parallel_ratios": ratios(parallel, baton)}
     return {
@@ -181,7 +199,7 @@ def _summary(
         # and aiormq in every process of the bench: this one's answer is theirs)
         "baton": baton,
         "baseline": baseline,
-        "ratios": ratios(baton, baseline),
+        "ratios": all_ratios(baton, baseline, floor, bare),
         **extra,
         "all_finished": finished,
     }
@@ -296,8 +314,10 @@ def _groups(group: ProcessGroup) -> dict[str, Callable[[], list[int]]]:
     return {
         "orchestrator": children("orchestrator", "floor"),  # one side runs at a time
         "participants": lambda: [
-            p.pid for name, p in group.procs.items() if name in PARTICIPANTS and p.poll() is None
-        ],
+            p.pid
+            for name, p in group.procs.items()
+            if (name in PARTICIPANTS or name.startswith(PREFIX)) and p.poll() is None
+        ],  # the SDK's or the bare ones: one set runs at a time
         "rabbitmq": lambda: pids_named("beam.smp"),
         "redis": lambda: pids_named("redis-server"),
         "driver": lambda: [os.getpid()],

@@ -22,6 +22,7 @@ from baton.policies import (
     with_credentials,
 )
 from baton.runtime import (
+    PARTICIPANTS,
     load_catalog,
     open_broker,
     open_runtime,
@@ -66,18 +67,24 @@ def orchestrator(ctx: click.Context) -> None:
 
 
 @main.command("bench-floor", hidden=True)
+@click.option("--bare", type=click.Choice(PARTICIPANTS), default=None, hidden=True)
 @click.pass_context
-def bench_floor(ctx: click.Context) -> None:
-    """The stateless relay ``baton bench --floor`` measures (until SIGTERM)."""
-    from baton.bench.floor import FloorRelay  # noqa: PLC0415 - bench only
+def bench_floor(ctx: click.Context, bare: str | None) -> None:
+    """The stateless relay ``baton bench`` measures as the floor (until SIGTERM); with
+    ``--bare NAME``, the bench's bare no-op participant NAME instead (``baton/bench/bare.py``:
+    the participant without the SDK)."""
+    from baton.bench.bare import BareParticipant  # noqa: PLC0415 - bench only
+    from baton.bench.floor import FloorRelay  # noqa: PLC0415
 
     settings = _settings(ctx)
+    url, topology, prefetch = str(settings.rabbit.url), settings.topology, settings.rabbit.prefetch
 
     async def work() -> int:
+        if bare is not None:
+            await BareParticipant(url, topology, bare, prefetch=prefetch).run(stop_on_signals())
+            return 0
         keyring = Keyring.from_settings(settings.signing, role=ORCHESTRATOR)  # signs commands
-        relay = FloorRelay(
-            str(settings.rabbit.url), settings.topology, keyring, prefetch=settings.rabbit.prefetch
-        )
+        relay = FloorRelay(url, topology, keyring, prefetch=prefetch)
         await relay.run(stop_on_signals())
         return 0
 

@@ -114,7 +114,7 @@ def _levels(_: click.Context, __: click.Parameter, value: str) -> tuple[int, ...
     help="Times baseline and Baton alternate per concurrency (spreads the machine's drift).",
 )  # fmt: skip
 @click.option(
-    "--floor", is_flag=True,
+    "--floor/--no-floor", default=True, show_default=True,
     help="Also run a stateless relay with Baton's message flow: the least any orchestrator costs.",
 )  # fmt: skip
 @click.option(

@@ -58,6 +58,14 @@ _ANSWERS: dict[str, tuple[tuple[type[Command], Callable[[MessageContext], Reply]
 }
 
 
+def noop_answers(
+    name: str,
+) -> tuple[tuple[type[Command], Callable[[MessageContext], Reply]], ...]:
+    """``name``'s commands and their success replies: ``baton bench``'s bare participants
+    (``baton/bench/bare.py``) answer with exactly these, without the SDK."""
+    return _ANSWERS[name]
+
+
 def _answering(build: Callable[[MessageContext], Reply]) -> Handler:
     async def handle(_: Command, ctx: MessageContext) -> Reply:
         return build(ctx)
