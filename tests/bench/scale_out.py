@@ -31,7 +31,7 @@ SAGAS = os.environ.get("BATON_SCALE_SAGAS", "1500")
 
 def bench(env: dict[str, str], replicas: int) -> dict[str, Any]:
     """One ``baton bench --json`` run; its JSON line."""
-    args = [sys.executable, "-m", "baton", "bench", "--json", "--rounds", "1",
+    args = [sys.executable, "-m", "baton", "bench", "--json", "--rounds", "1", "--no-floor",
             "--concurrency", LEVELS, "--sagas", SAGAS, "--replicas", str(replicas)]  # fmt: skip
     done = subprocess.run(
         args, env={**os.environ, "BATON_BENCH_QUIET_LOGS": "1", **env},
