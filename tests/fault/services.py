@@ -10,23 +10,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.support.polling import wait_for
 from tests.support.rabbit_node import RabbitNode, free_port, kill_group
 from tests.support.redis_ping import redis_answers
 
 __all__ = ["RabbitNode", "RedisServer", "free_port"]
-
-
-def _wait(check: object, what: str, timeout_s: float) -> None:
-    """Poll ``check()`` until true, or raise after ``timeout_s``."""
-    assert callable(check)
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready within {timeout_s}s")
-        time.sleep(0.1)
 
 
 class RedisServer:
@@ -50,7 +40,7 @@ class RedisServer:
             args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
         )
         out.close()
-        _wait(self._answers, "redis-server", 30)
+        wait_for(self._answers, "redis-server", 30)
 
     def _answers(self) -> bool:
         return redis_answers(self.port)

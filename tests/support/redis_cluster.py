@@ -20,13 +20,12 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from tests.support.polling import wait_for
 from tests.support.rabbit_node import free_port, kill_group
 from tests.support.redis_ping import redis_answers
 
@@ -70,14 +69,6 @@ def _parse_nodes(text: str) -> list[ClusterNodeView]:
     return views
 
 
-def _wait(check: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout_s}s")
-        time.sleep(0.1)
-
-
 class _Server:
     """One ``redis-server --cluster-enabled yes`` in its own directory."""
 
@@ -100,7 +91,7 @@ class _Server:
             args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
         )
         out.close()
-        _wait(lambda: redis_answers(self.port), f"redis-server on {self.port}", 30)
+        wait_for(lambda: redis_answers(self.port), f"redis-server on {self.port}", 30)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -155,7 +146,7 @@ class RedisClusterServers:
                 capture_output=True, timeout=timeout_s, check=True,
             )  # fmt: skip
             self.wait_ok(timeout_s)
-            _wait(self._formed, "every replica known to every node", timeout_s)
+            wait_for(self._formed, "every replica known to every node", timeout_s)
         except BaseException:
             self.close()
             raise
@@ -227,7 +218,7 @@ class RedisClusterServers:
         return True
 
     def wait_ok(self, timeout_s: float = 30.0) -> None:
-        _wait(self._ok, "Redis cluster ok on every live node", timeout_s)
+        wait_for(self._ok, "Redis cluster ok on every live node", timeout_s)
 
     def kill(self, port: int) -> None:
         """SIGKILL one node: only what its AOF holds survives."""
@@ -241,7 +232,7 @@ class RedisClusterServers:
         server.start()
         self.wait_ok(timeout_s)
         if self.role(port) == "slave":  # and its copy is in sync before a test relies on it
-            _wait(lambda: self._linked(port), f"replication link of {port}", timeout_s)
+            wait_for(lambda: self._linked(port), f"replication link of {port}", timeout_s)
 
     def _linked(self, port: int) -> bool:
         with self.client(port) as client:
@@ -260,7 +251,7 @@ class RedisClusterServers:
                 return self.primary_of_slot(slot) != port
             return False
 
-        _wait(taken_over, f"failover of {port}", timeout_s)
+        wait_for(taken_over, f"failover of {port}", timeout_s)
         self.wait_ok(timeout_s)
         return self.primary_of_slot(slot)
 

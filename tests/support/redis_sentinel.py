@@ -16,12 +16,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
+from tests.support import polling
 from tests.support.rabbit_node import free_port, kill_group
 from tests.support.redis_ping import redis_answers
 
@@ -32,16 +32,7 @@ SERVICE = "baton"
 
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float) -> None:
     """Poll ``check()`` (a ``RedisError`` counts as not yet) until true, or raise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if check():
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout_s}s")
-        time.sleep(0.1)
+    polling.wait_for(check, what, timeout_s, tolerate=(redis.RedisError,))
 
 
 class _Process:
