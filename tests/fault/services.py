@@ -12,9 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.polling import wait_for
 from tests.support.rabbit_node import RabbitNode, free_port, kill_group
-from tests.support.redis_ping import redis_answers
+from tests.support.redis_process import start_redis
 
 __all__ = ["RabbitNode", "RedisServer", "free_port"]
 
@@ -22,9 +21,11 @@ __all__ = ["RabbitNode", "RedisServer", "free_port"]
 class RedisServer:
     """A private ``redis-server`` with an fsync-always AOF, so a kill -9 loses nothing acked."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
+        """``extra_args``: more ``redis-server`` options (``--min-replicas-to-write 1``...)."""
         self.dir = Path(tempfile.mkdtemp(prefix="baton-fault-redis-"))
         self.port = free_port()
+        self.extra_args = extra_args
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,18 +33,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = ["--port", str(self.port), "--bind", "127.0.0.1",
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
-        out = (self.dir / "server.out").open("ab")
-        self._proc = subprocess.Popen(
-            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        out.close()
-        wait_for(self._answers, "redis-server", 30)
-
-    def _answers(self) -> bool:
-        return redis_answers(self.port)
+                "--dir", str(self.dir), "--daemonize", "no", *self.extra_args]  # fmt: skip
+        self._proc = start_redis(self.dir, self.port, args)
 
     def kill(self) -> None:
         """SIGKILL, as a crash: only what the AOF already holds survives."""

@@ -8,12 +8,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.security.pki import Pki
 from tests.support.rabbit_node import free_port, kill_group
-from tests.support.redis_ping import redis_answers
+from tests.support.redis_process import start_redis
 
 
 class RedisServer:
@@ -43,24 +42,12 @@ class RedisServer:
 
     def start(self, timeout_s: float = 30.0) -> None:
         pki = self._pki
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = ["--port", str(self.port), "--bind", "127.0.0.1",
                 "--tls-port", str(self.tls_port), "--tls-cert-file", str(pki.server_cert),
                 "--tls-key-file", str(pki.server_key), "--tls-ca-cert-file", str(pki.ca),
                 "--tls-auth-clients", "yes", "--save", "", "--appendonly", "no",
                 "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
-        out = (self.dir / "server.out").open("ab")
-        self._proc = subprocess.Popen(
-            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        out.close()
-        deadline = time.monotonic() + timeout_s
-        while not self._answers():
-            if time.monotonic() > deadline or self._proc.poll() is not None:
-                raise TimeoutError(f"redis-server not ready; see {self.dir / 'server.out'}")
-            time.sleep(0.1)
-
-    def _answers(self) -> bool:
-        return redis_answers(self.port)
+        self._proc = start_redis(self.dir, self.port, args, timeout_s)
 
     def close(self) -> None:
         try:

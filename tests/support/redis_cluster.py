@@ -27,7 +27,7 @@ import redis
 
 from tests.support.polling import wait_for
 from tests.support.rabbit_node import free_port, kill_group
-from tests.support.redis_ping import redis_answers
+from tests.support.redis_process import start_redis
 
 __all__ = ["ClusterNodeView", "RedisClusterServers"]
 
@@ -79,19 +79,14 @@ class _Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        args = ["--port", str(self.port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(self.bus_port), "--cluster-node-timeout", "2000",
                 "--cluster-replica-validity-factor", "0",
                 "--cluster-require-full-coverage", "no", "--repl-diskless-sync-delay", "0",
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                 "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
-        out = (self.dir / "server.out").open("ab")
-        self.proc = subprocess.Popen(
-            args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        out.close()
-        wait_for(lambda: redis_answers(self.port), f"redis-server on {self.port}", 30)
+        self.proc = start_redis(self.dir, self.port, args)
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -23,7 +23,7 @@ import redis
 
 from tests.support import polling
 from tests.support.rabbit_node import free_port, kill_group
-from tests.support.redis_ping import redis_answers
+from tests.support.redis_process import start_redis
 
 __all__ = ["SERVICE", "SentinelSet"]
 
@@ -44,13 +44,7 @@ class _Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, args: list[str]) -> None:
-        out = (self.dir / "server.out").open("ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", *args], stdout=out, stderr=out,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir,
-        )  # fmt: skip
-        out.close()
-        wait_for(lambda: redis_answers(self.port), f"redis-server on {self.port}", 30)
+        self.proc = start_redis(self.dir, self.port, args)
 
     def start_data(self, replica_of: int | None = None) -> None:
         """A data node, no persistence (a restarted node resyncs from its primary)."""
