@@ -32,6 +32,8 @@ class ScriptBatch:
         self, client: aioredis.Redis, scripts: dict[str, str], *, batched: bool = True
     ) -> None:
         self._client = client
+        # the client's WAIT (messaging/durable_writes.py); none on plain and fake clients
+        self._durability: Durability = getattr(client, "durability", Durability())
         # off: each call is its own round trip (slower; for tests showing what batching saves)
         self._batched = batched
         self._sources = scripts
@@ -125,7 +127,7 @@ class ScriptBatch:
                 return [await self._client.evalsha(self._shas[name], len(keys), *keys, *args)]
             except ResponseError as exc:  # the script's own error (NOSCRIPT is one): its answer
                 return [Durability.refused(exc)]
-        durability: Durability = getattr(self._client, "durability", Durability())
+        durability = self._durability
         async with self._client.pipeline(transaction=False) as pipe:
             for name, keys, args in calls:
                 queue_evalsha(pipe, self._shas[name], len(keys), *keys, *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aio_pika import RobustConnection
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -44,6 +45,18 @@ def test_a_rabbit_url_of_another_kind_is_refused(url: str) -> None:
 def test_a_redis_url_of_another_kind_is_refused(url: str) -> None:
     with pytest.raises(ValidationError):
         Settings.model_validate({"redis": {"url": url}})
+
+
+def test_an_aio_pika_without_the_per_attempt_method_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Failover hooks a private method of aio-pika 10.2.1: another version must fail loudly at
+    start-up, not reconnect silently to one node forever."""
+    monkeypatch.delattr(RobustConnection, "_RobustConnection__connect_transport")
+    with pytest.raises(TypeError, match="per-attempt"):
+        check_failover_hook()
+    with pytest.raises(TypeError):
+        failover_class(["amqp://g:g@a:1/"], 0)
 
 
 def test_each_failover_attempt_goes_to_the_next_node_from_where_it_starts() -> None:
