@@ -52,10 +52,10 @@ async def test_an_unconfirmed_reply_requeues_its_command_after_a_growing_pause(
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(worker_module.asyncio, "sleep", sleep)
+    monkeypatch.setattr("baton_sdk.worker.asyncio.sleep", sleep)
     broker: Any = _Refusing()
     redis: Any = FakeAsyncRedis()
-    worker = Worker("risk", Handlers([]), broker, redis, "", ParticipantSettings(),
+    worker = Worker("risk", Handlers(), broker, redis, "", ParticipantSettings(),
                     keyring=KEYS.keyring("risk"))  # fmt: skip
     message: Any = _Delivery(deliveries)
     envelope = Envelope(kind="payments.assess_risk.v1", saga_id="s", step="assess_risk",
