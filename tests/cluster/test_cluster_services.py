@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from uuid import uuid4
 
 import aio_pika
@@ -13,14 +12,7 @@ import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
 from tests.support.clusters import RabbitCluster, RedisClusterServers
-
-
-def _until(check: Callable[[], bool], what: str, timeout_s: float = 90.0) -> None:
-    """Poll ``check()`` until it is true."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} within {timeout_s}s"
-        time.sleep(0.2)
+from tests.support.polling import wait_for
 
 
 @pytest.mark.timeout(300)  # three nodes boot in the first test on a 2-core machine
@@ -70,7 +62,7 @@ async def test_a_quorum_queue_outlives_its_leader(rabbit_cluster: RabbitCluster)
 
     rabbit_cluster.kill(leader)
     assert await _get(rabbit_cluster.urls[b], queue) == b"second"
-    _until(lambda: rabbit_cluster.leader_of(queue) != leader, "a new leader")
+    wait_for(lambda: rabbit_cluster.leader_of(queue) != leader, "a new leader", 90)
     assert rabbit_cluster.leader_of(queue) in (a, b)
 
     rabbit_cluster.restart(leader)
